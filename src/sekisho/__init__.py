@@ -1,0 +1,3 @@
+"""Sekisho: authentication hardening gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Authentication domain: passwords, sessions, factors. No Starlette here."""
