@@ -1,6 +1,12 @@
 """Settings: models, TOML + environment loading, validation that names the key."""
 
-from sekisho.config.loader import Secrets, generate_key, load_secrets, load_settings, validate_settings
+from sekisho.config.loader import (
+    Secrets,
+    generate_key,
+    load_secrets,
+    load_settings,
+    validate_settings,
+)
 from sekisho.config.models import (
     DatabaseSettings,
     IdentitySettings,

@@ -1,0 +1,100 @@
+"""The composition root: build every client and store from settings and hand them on.
+
+No module-level settings object: ``create_app(settings)`` is called by the CLI, the tests and
+``app_from_env`` (the factory uvicorn imports in each worker when ``--workers`` > 1).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from sekisho.auth.csrf import CsrfTokens
+from sekisho.auth.passwords import Passwords
+from sekisho.auth.session_manager import SessionManager
+from sekisho.auth.sessions import MemorySessionStore, SessionStore
+from sekisho.config import Secrets, Settings, load_secrets, load_settings
+from sekisho.gateway.clientip import ClientIP
+from sekisho.gateway.cookies import CookieNames
+from sekisho.gateway.dispatch import Gateway
+from sekisho.gateway.guard import Guard
+from sekisho.gateway.portal import build_portal
+from sekisho.gateway.proxy import UpstreamProxy
+from sekisho.gateway.routing import Router
+from sekisho.gateway.services import Services
+from sekisho.store.db import Database
+from sekisho.store.users import UserRepository
+
+
+def session_store(settings: Settings, *, clock: Callable[[], float]) -> SessionStore:
+    url = settings.state.url
+    if url.startswith("memory://"):
+        return MemorySessionStore(clock=clock)
+    from sekisho.auth.session_redis import RedisSessionStore
+
+    return RedisSessionStore(url)
+
+
+def build_services(
+    settings: Settings, secrets: Secrets, *, clock: Callable[[], float] = time.time
+) -> Services:
+    db = Database.from_url(settings.database.url)
+    sessions = SessionManager(session_store(settings, clock=clock), settings.session, clock=clock)
+    passwords = Passwords.from_settings(settings.passwords)
+    services = Services(
+        settings=settings,
+        sessions=sessions,
+        users=UserRepository(db),
+        passwords=passwords,
+        csrf=CsrfTokens(secrets.session_key),
+        cookies=CookieNames.from_settings(settings),
+    )
+    services.startup += [db.migrate, sessions.start]
+
+    async def stop_hashing() -> None:
+        passwords.close()
+
+    services.shutdown += [db.close, sessions.close, stop_hashing]
+    return services
+
+
+def create_app(
+    settings: Settings, secrets: Secrets | None = None, *, clock: Callable[[], float] = time.time
+) -> Gateway:
+    """The gateway ASGI app. Raises ConfigError when a secret is missing or bad."""
+    secrets = secrets or load_secrets(settings)
+    services = build_services(settings, secrets, clock=clock)
+    cookies = services.cookies
+    proxy = UpstreamProxy(
+        settings.upstreams, identity=settings.identity, gateway_cookies=cookies.all,
+        trusted_proxies=settings.server.trusted_proxies,
+    )
+    return Gateway(
+        services,
+        portal=build_portal(services),
+        proxy=proxy,
+        router=Router(settings.upstreams),
+        guard=Guard(settings),
+        client_ip=ClientIP(settings.server.trusted_proxies),
+    )
+
+
+def app_from_env() -> Gateway:
+    """uvicorn factory for multi-worker serving: settings from $SEKISHO_CONFIG and env."""
+    return create_app(load_settings(os.environ.get("SEKISHO_CONFIG")))
+
+
+async def create_demo_user(settings: Settings, *, username: str, password: str) -> None:
+    """The one user of `sekisho demo`, created before the server starts."""
+    db = Database.from_url(settings.database.url)
+    passwords = Passwords.from_settings(settings.passwords)
+    try:
+        await db.migrate()
+        await UserRepository(db).add(
+            username=username, email=f"{username}@example.com", display_name="Demo User",
+            groups=["staff"], password_hash=await passwords.hash(password),
+        )
+    finally:
+        passwords.close()
+        await db.close()

@@ -1,0 +1,39 @@
+"""What the gateway needs, built by the composition root (``sekisho.app``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sekisho.auth.csrf import CsrfTokens
+from sekisho.auth.passwords import Passwords
+from sekisho.auth.session_manager import SessionManager
+from sekisho.config import Settings
+from sekisho.gateway.cookies import CookieNames
+from sekisho.gateway.redirects import origins_for
+from sekisho.store.users import UserRepository
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: SessionManager
+    users: UserRepository
+    passwords: Passwords
+    csrf: CsrfTokens
+    cookies: CookieNames
+    startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def redirect_origins(self) -> frozenset[str]:
+        server = self.settings.server
+        return origins_for([*server.public_origins, *server.redirect_allowlist])
+
+    async def start(self) -> None:
+        for step in self.startup:
+            await step()
+
+    async def close(self) -> None:
+        for step in reversed(self.shutdown):
+            await step()
