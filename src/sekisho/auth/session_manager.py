@@ -118,6 +118,9 @@ class SessionManager:
         await self._drop(key)
 
     async def end_user(self, user_id: int) -> int:
+        # This process forgets at once; other replicas hear it through the store.
+        for key in [k for k, e in self._cache.items() if e.session.user_id == user_id]:
+            del self._cache[key]
         return await self._store.delete_user(user_id)
 
     async def list_user(self, user_id: int) -> list[Session]:

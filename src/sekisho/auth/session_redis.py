@@ -89,14 +89,14 @@ class RedisSessionStore:
     async def delete_user(self, user_id: int) -> int:
         try:
             keys = {str(k) for k in await self._redis.smembers(self._ukey(user_id))}
-            if keys:
-                await self._redis.delete(*[self._skey(k) for k in keys])
+            # The index may hold keys of sessions that already ended; count the live ones.
+            ended = int(await self._redis.delete(*[self._skey(k) for k in keys])) if keys else 0
             await self._redis.delete(self._ukey(user_id))
             for key in keys:
                 await self._redis.publish(self._channel, key)
         except RedisError as exc:
             raise StateError("session store unavailable") from exc
-        return len(keys)
+        return ended
 
     async def list_user(self, user_id: int) -> list[Session]:
         try:
@@ -104,6 +104,9 @@ class RedisSessionStore:
         except RedisError as exc:
             raise StateError("session store unavailable") from exc
         found = [await self.get(k) for k in sorted(keys)]
+        stale = [k for k, s in zip(sorted(keys), found, strict=True) if s is None]
+        if stale:
+            await self._redis.srem(self._ukey(user_id), *stale)
         return [s for s in found if s is not None]
 
     def on_invalidate(self, callback: Invalidation) -> None:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from sekisho.config import Settings, generate_key, load_secrets, load_settings
+from sekisho.config import Settings, generate_key, load_secrets, validate_settings
+from sekisho.config.loader import load_raw
 from sekisho.errors import ConfigError
 
 
@@ -21,11 +22,15 @@ def register(sub: Any) -> None:
 def check_config(args: argparse.Namespace, _settings: Settings | None) -> int:
     """Print every problem with its key path; exit 1 when there is any."""
     problems: list[str] = []
+    raw: dict[str, Any] | None = None
+    settings: Settings | None = None
     try:
-        settings = load_settings(args.file)
+        raw = load_raw(args.file)
+        settings = validate_settings(raw)
     except ConfigError as exc:
         problems.extend(exc.problems)
-    else:
+        settings = _secrets_only(raw)
+    if settings is not None:
         try:
             load_secrets(settings)
         except ConfigError as exc:
@@ -37,6 +42,16 @@ def check_config(args: argparse.Namespace, _settings: Settings | None) -> int:
         return 1
     print(f"{args.file}: ok")
     return 0
+
+
+def _secrets_only(raw: dict[str, Any] | None) -> Settings | None:
+    """The secrets section alone, so one run reports secret problems with the others."""
+    if raw is None:
+        return None
+    try:
+        return validate_settings({"secrets": raw.get("secrets", {})})
+    except ConfigError:
+        return None
 
 
 def gen_key(_args: argparse.Namespace, _settings: Settings | None) -> int:

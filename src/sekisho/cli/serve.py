@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +90,21 @@ def run_demo(args: argparse.Namespace, _settings: Settings | None) -> int:
         print("\n  Sekisho demo: the gateway in front of a demo app (SQLite, in-memory state)\n"
               f"    open      {origin}/\n    user      demo\n    password  {password}\n"
               "  The password is shown once. Press Ctrl+C to stop.\n", flush=True)
-        os.environ.setdefault("SEKISHO_DEMO", "1")
-        asyncio.run(_serve_both(settings, upstream_port))
+        _serve_demo(settings, upstream_port)
     return 0
 
 
-async def _serve_both(settings: Settings, upstream_port: int) -> None:
-    host, port = settings.server.host_port
-    gateway = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
-                                            log_level="warning", **uvicorn_options()))
+def _serve_demo(settings: Settings, upstream_port: int) -> None:
+    # The demo app runs in a thread (no signal handlers there); Ctrl+C stops the gateway in
+    # the main thread, then the app.
     upstream = uvicorn.Server(uvicorn.Config(demo_app, host="127.0.0.1", port=upstream_port,
-                                             log_level="warning", loop="uvloop"))
-    await asyncio.gather(upstream.serve(), gateway.serve())
+                                             log_level="warning", loop="asyncio"))
+    thread = threading.Thread(target=upstream.run, name="demo-app", daemon=True)
+    thread.start()
+    host, port = settings.server.host_port
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                    **uvicorn_options())
+    finally:
+        upstream.should_exit = True
+        thread.join(timeout=10)

@@ -28,6 +28,13 @@ _NOT_SETTINGS = {"SEKISHO_CONFIG", "SEKISHO_TEST_REDIS_URL", "SEKISHO_TEST_DATAB
 
 def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read, merge and validate. Raises ConfigError listing every problem with its key."""
+    return validate_settings(load_raw(path, env))
+
+
+def load_raw(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The file merged with the environment overrides, not yet validated."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     if path is not None:
@@ -38,7 +45,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             _apply_override(data, name, raw, problems)
     if problems:
         raise ConfigError(problems)
-    return validate_settings(data)
+    return data
 
 
 def validate_settings(data: dict[str, Any]) -> Settings:

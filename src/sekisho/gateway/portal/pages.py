@@ -49,7 +49,8 @@ class Pages:
 
     async def login_form(self, request: Request) -> Response:
         next_url = self._next(request.query_params.get("next"))
-        if await self.current(request) is not None:
+        forced = request.query_params.get("prompt") == "login"  # re-authentication
+        if not forced and await self.current(request) is not None:
             return RedirectResponse(next_url, status_code=303)
         notice = ""
         if request.query_params.get("logged_out") == "1":

@@ -1,0 +1,3 @@
+from sekisho.cli import run
+
+run()
