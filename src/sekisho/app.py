@@ -13,7 +13,7 @@ from collections.abc import Callable
 from sekisho.auth.csrf import CsrfTokens
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
-from sekisho.auth.sessions import MemorySessionStore, SessionStore
+from sekisho.auth.sessions import MemorySessionStore, Session, SessionStore
 from sekisho.config import Secrets, Settings, load_secrets, load_settings
 from sekisho.gateway.clientip import ClientIP
 from sekisho.gateway.cookies import CookieNames
@@ -40,12 +40,21 @@ def build_services(
     settings: Settings, secrets: Secrets, *, clock: Callable[[], float] = time.time
 ) -> Services:
     db = Database.from_url(settings.database.url)
-    sessions = SessionManager(session_store(settings, clock=clock), settings.session, clock=clock)
+    users = UserRepository(db)
+
+    async def user_may_continue(session: Session) -> bool:
+        user = await users.get(session.user_id)
+        return user is not None and not user.disabled
+
+    sessions = SessionManager(
+        session_store(settings, clock=clock), settings.session, clock=clock,
+        user_check=user_may_continue,
+    )
     passwords = Passwords.from_settings(settings.passwords)
     services = Services(
         settings=settings,
         sessions=sessions,
-        users=UserRepository(db),
+        users=users,
         passwords=passwords,
         csrf=CsrfTokens(secrets.session_key),
         cookies=CookieNames.from_settings(settings),
@@ -83,6 +92,16 @@ def create_app(
 def app_from_env() -> Gateway:
     """uvicorn factory for multi-worker serving: settings from $SEKISHO_CONFIG and env."""
     return create_app(load_settings(os.environ.get("SEKISHO_CONFIG")))
+
+
+async def end_user_sessions(settings: Settings, user_id: int) -> int:
+    """End every session of a user in the shared state (the CLI's `user disable`)."""
+    store = session_store(settings, clock=time.time)
+    await store.start()
+    try:
+        return await store.delete_user(user_id)
+    finally:
+        await store.close()
 
 
 async def create_demo_user(settings: Settings, *, username: str, password: str) -> None:

@@ -183,3 +183,24 @@ async def test_idle_check_asks_the_shared_store(redis_url: str) -> None:
     finally:
         await one.close()
         await two.close()
+
+
+async def test_disabled_user_loses_session_at_next_touch(make_store) -> None:  # type: ignore[no-untyped-def]
+    """SE-07 groundwork: a user disabled in the database is signed out within touch_interval,
+    even where no revocation message reaches this process."""
+    clock = Clock()
+    disabled: set[int] = set()
+
+    async def may_continue(session) -> bool:  # type: ignore[no-untyped-def]
+        return session.user_id not in disabled
+
+    manager = SessionManager(make_store(clock), SessionSettings(touch_interval=30), clock=clock,
+                             user_check=may_continue)
+    await manager.start()
+    token, _ = await manager.create(ALICE, client_ip="", user_agent="")
+    disabled.add(ALICE.user_id)
+    clock.now += 10
+    assert await manager.resolve(token) is not None  # cached, not yet due
+    clock.now += 25
+    assert await manager.resolve(token) is None
+    assert await manager.list_user(ALICE.user_id) == []

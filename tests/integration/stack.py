@@ -113,6 +113,21 @@ class Stack:
         return asyncio.run(go())
 
 
+    def set_disabled(self, username: str, disabled: bool) -> int:
+        async def go() -> int:
+            db = Database.from_url(self.settings.database.url)
+            try:
+                repo = UserRepository(db)
+                user = await repo.get_by_username(username)
+                assert user is not None
+                await repo.set_disabled(user.id, disabled)
+                return user.id
+            finally:
+                await db.close()
+
+        return asyncio.run(go())
+
+
 def stack_settings(*, port: int, upstream_port: int, db_url: str, state_url: str,
                    **overrides: Any) -> Settings:
     data: dict[str, Any] = {

@@ -6,7 +6,9 @@ Parametrized over the embedded backends (memory + SQLite) and the replica backen
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +27,8 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     else:
         db_url = request.getfixturevalue("pg_url")
         state_url = request.getfixturevalue("redis_url")
-    with running_stack(db_url=db_url, state_url=state_url) as running:
+    with running_stack(db_url=db_url, state_url=state_url,
+                       session={"touch_interval": 1}) as running:
         running.add_user("alice", PASSWORD, groups=["staff"], email="alice@example.com",
                          display_name="Alice Liddell")
         yield running
@@ -249,3 +252,24 @@ def test_unknown_host_refused(stack: Stack) -> None:
     response = httpx.get(f"{stack.base}/", headers={"host": "evil.example"})
     assert response.status_code in (400, 421)
     assert stack.upstream.requests == []
+
+
+def test_disabling_a_user_ends_their_sessions(stack: Stack) -> None:
+    """SE-07: `user disable` ends every session of the user on the next request."""
+    from sekisho.app import end_user_sessions
+
+    with client(stack) as c:
+        login(c, "alice", PASSWORD)
+        assert c.get("/before").status_code == 200
+        user_id = stack.set_disabled("alice", True)
+        ended = asyncio.run(end_user_sessions(stack.settings, user_id))
+        if stack.settings.state.url.startswith("redis://"):
+            assert ended == 1
+            for _ in range(100):  # the revocation reaches the gateway's cache by pub/sub
+                if c.get("/after", headers=HTML).status_code == 302:
+                    break
+                time.sleep(0.01)
+        else:  # memory state: the gateway re-checks the user at its next write-back
+            time.sleep(stack.settings.session.touch_interval + 0.2)
+        assert c.get("/after", headers=HTML).status_code == 302
+    assert [r["path"] for r in stack.upstream.requests] == ["/before"]

@@ -9,7 +9,7 @@ cache through the store's invalidation callbacks (Redis pub/sub with the Redis s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sekisho.auth.sessions import Session, SessionState, SessionStore, new_token, token_key
@@ -36,7 +36,15 @@ class Principal:
     display_name: str
 
 
+# Whether the session's user may still be signed in (exists, not disabled).
+UserCheck = Callable[[Session], Awaitable[bool]]
+
+
 class SessionManager:
+    """``user_check`` runs with each write-back (once per touch interval per session), so an
+    account disabled in the database loses its sessions within that interval even where no
+    revocation message can reach this process (memory state, a lost subscription)."""
+
     def __init__(
         self,
         store: SessionStore,
@@ -44,8 +52,10 @@ class SessionManager:
         *,
         clock: Callable[[], float] = time.time,
         cache_size: int = 100_000,
+        user_check: UserCheck | None = None,
     ) -> None:
         self._store = store
+        self._user_check = user_check
         self._settings = settings
         self._clock = clock
         self._cache: dict[str, _Entry] = {}
@@ -108,6 +118,9 @@ class SessionManager:
         entry.last_seen = now
         if now - entry.written >= self._settings.touch_interval:
             entry.written = now
+            if self._user_check is not None and not await self._user_check(entry.session):
+                await self._drop(key)
+                return None
             await self._store.touch(key, now, ttl=self._ttl(entry.session, now))
         return entry.session
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from sekisho import __version__
+from sekisho.app import end_user_sessions
 from sekisho.cli import configcmd, serve, users
 from sekisho.config import load_settings
 from sekisho.errors import ConfigError
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.register(sub)
     configcmd.register(sub)
-    users.register(sub)
+    users.register(sub, end_sessions=end_user_sessions)
     return parser
 
 

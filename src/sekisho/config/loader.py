@@ -88,7 +88,8 @@ def _parse_value(raw: str) -> Any:
 
 
 def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    loc = loc.lstrip(".") or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if err["type"] == "missing":
