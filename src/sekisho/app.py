@@ -14,6 +14,7 @@ from sekisho.auth.csrf import CsrfTokens
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
 from sekisho.auth.sessions import MemorySessionStore, Session, SessionStore
+from sekisho.auth.usernames import canonical_username
 from sekisho.config import Secrets, Settings, load_secrets, load_settings
 from sekisho.gateway.clientip import ClientIP
 from sekisho.gateway.cookies import CookieNames
@@ -111,8 +112,9 @@ async def create_demo_user(settings: Settings, *, username: str, password: str) 
     try:
         await db.migrate()
         await UserRepository(db).add(
-            username=username, email=f"{username}@example.com", display_name="Demo User",
-            groups=["staff"], password_hash=await passwords.hash(password),
+            username=canonical_username(username), email=f"{username}@example.com",
+            display_name="Demo User", groups=["staff"],
+            password_hash=await passwords.hash(password),
         )
     finally:
         passwords.close()

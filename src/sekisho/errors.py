@@ -15,6 +15,7 @@ maps these to responses in one place (``gateway.errors``).
     ├── PasswordError
     │   ├── PasswordRejected        a new password breaks the policy (has .reason)
     │   └── HasherBusy              the bounded Argon2 executor is full (has .retry_after)
+    ├── InvalidUsername             a name that cannot be canonicalised (also a ValueError)
     ├── AuthenticationFailed        login failed; deliberately carries no reason
     └── ProxyError
         ├── BadRequest              a hostile or malformed request (400)
@@ -73,6 +74,11 @@ class HasherBusy(PasswordError):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(f"password hashing is saturated; retry after {retry_after}s")
+
+
+class InvalidUsername(SekishoError, ValueError):
+    """A username or group name that cannot be canonicalised. The message names the rule and
+    never echoes the input."""
 
 
 class AuthenticationFailed(SekishoError):

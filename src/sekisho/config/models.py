@@ -174,7 +174,7 @@ class StateSettings(_Strict):
 class PasswordSettings(_Strict):
     argon2_profile: Literal["rfc9106-low-memory", "owasp-minimum"] = "rfc9106-low-memory"
     min_length: int = Field(default=15, ge=8, le=64)
-    max_length: int = Field(default=256, ge=64, le=1024)
+    max_length: int = Field(default=256, ge=64, le=256)
     hash_workers: int = Field(default=0, ge=0, le=64, description="0 = one per core")
     hash_queue: int = Field(default=16, ge=0, le=10000)
     context_words: list[str] = Field(default_factory=list)

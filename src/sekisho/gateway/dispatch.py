@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sekisho.auth.sessions import Session
+from sekisho.errors import ProxyError
 from sekisho.gateway.clientip import ClientIP
+from sekisho.gateway.cookies import cookie_header, read_cookie
 from sekisho.gateway.errorpages import send_error
 from sekisho.gateway.guard import Guard
 from sekisho.gateway.identity import Identity
 from sekisho.gateway.proxy import UpstreamProxy
 from sekisho.gateway.routing import Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from sekisho.auth.sessions import Session
-from sekisho.errors import ProxyError
-from sekisho.gateway.cookies import cookie_header, read_cookie
 from sekisho.gateway.services import Services
 
 log = logging.getLogger("sekisho.gateway")
