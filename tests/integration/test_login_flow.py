@@ -273,3 +273,12 @@ def test_disabling_a_user_ends_their_sessions(stack: Stack) -> None:
             time.sleep(stack.settings.session.touch_interval + 0.2)
         assert c.get("/after", headers=HTML).status_code == 302
     assert [r["path"] for r in stack.upstream.requests] == ["/before"]
+
+
+@pytest.mark.parametrize("path", ["/a/%2e%2e/_sekisho/x", "/a/%2e%2e/b", "/%2E%2E/etc/passwd"])
+def test_dot_segments_refused_before_any_lookup(stack: Stack, path: str) -> None:
+    """Invariant 7: a traversal shape gets 400, never a 500 or an upstream request."""
+    with httpx.Client(base_url=stack.base) as c:
+        response = c.send(c.build_request("GET", stack.base + path))
+    assert response.status_code == 400
+    assert stack.upstream.requests == []

@@ -68,7 +68,11 @@ class Gateway:
         if path == self._prefix or path.startswith(self._prefix_slash):
             await self.portal(scope, receive, send)
             return
-        route = self.router.match(host, path)
+        try:
+            route = self.router.match(host, path)
+        except ProxyError as exc:
+            await self._refuse(scope, send, exc.status)
+            return
         if route is None:
             await self._refuse(scope, send, 404)
             return
@@ -79,11 +83,13 @@ class Gateway:
             return
         if kind == "websocket":
             await self.proxy.websocket(
-                scope, receive, send, route=route, identity=identity, client_ip=client_ip
+                scope, receive, send, route=route, identity=identity, client_ip=client_ip,
+                host=host,
             )
         else:
             await self.proxy.http(
-                scope, receive, send, route=route, identity=identity, client_ip=client_ip
+                scope, receive, send, route=route, identity=identity, client_ip=client_ip,
+                host=host,
             )
 
     async def _session(self, headers: list[tuple[bytes, bytes]]) -> Session | None:
