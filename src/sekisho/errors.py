@@ -12,6 +12,8 @@ maps these to responses in one place (``gateway.errors``).
     │   ├── NotFound                no such user / record
     │   └── Conflict                a unique value is taken (username)
     ├── StateError                  the state backend (memory/Redis) failed
+    ├── RateLimitError              the limiter was called wrongly: unknown factor or budget,
+    │                               a secret too short (also a ValueError)
     ├── PasswordError
     │   ├── PasswordRejected        a new password breaks the policy (has .reason)
     │   └── HasherBusy              the bounded Argon2 executor is full (has .retry_after)
@@ -53,6 +55,10 @@ class Conflict(StoreError):
 
 class StateError(SekishoError):
     """The shared-state backend (memory or Redis) failed."""
+
+
+class RateLimitError(SekishoError, ValueError):
+    """The rate limiter was called with something it cannot use (a caller bug)."""
 
 
 class PasswordError(SekishoError):
