@@ -24,6 +24,8 @@ from sekisho.gateway.portal import build_portal
 from sekisho.gateway.proxy import UpstreamProxy
 from sekisho.gateway.routing import Router
 from sekisho.gateway.services import Services
+from sekisho.ratelimit.device import DeviceTokens
+from sekisho.ratelimit.factory import create_regulator
 from sekisho.store.db import Database
 from sekisho.store.users import UserRepository
 
@@ -52,6 +54,9 @@ def build_services(
         user_check=user_may_continue,
     )
     passwords = Passwords.from_settings(settings.passwords)
+    regulator = create_regulator(
+        settings.ratelimit, url=settings.state.url, secret=secrets.session_key, clock=clock
+    )
     services = Services(
         settings=settings,
         sessions=sessions,
@@ -59,13 +64,15 @@ def build_services(
         passwords=passwords,
         csrf=CsrfTokens(secrets.session_key),
         cookies=CookieNames.from_settings(settings),
+        regulator=regulator,
+        devices=DeviceTokens(secrets.session_key),
     )
     services.startup += [db.migrate, sessions.start]
 
     async def stop_hashing() -> None:
         passwords.close()
 
-    services.shutdown += [db.close, sessions.close, stop_hashing]
+    services.shutdown += [db.close, sessions.close, regulator.close, stop_hashing]
     return services
 
 

@@ -18,11 +18,13 @@ from sekisho.config.models import (
     StateSettings,
     UpstreamSettings,
 )
+from sekisho.config.ratelimit import RateLimitSettings
 
 __all__ = [
     "DatabaseSettings",
     "IdentitySettings",
     "PasswordSettings",
+    "RateLimitSettings",
     "SecretSettings",
     "Secrets",
     "ServerSettings",

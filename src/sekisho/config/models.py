@@ -6,7 +6,10 @@ import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from sekisho.config.base import _Strict
+from sekisho.config.ratelimit import RateLimitSettings
 
 ARGON2_PROFILES = ("rfc9106-low-memory", "owasp-minimum")
 
@@ -24,10 +27,6 @@ DEFAULT_IDENTITY_STRIP = (
     "X-Gateway-*",
     "X-Sekisho-*",
 )
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _origin(value: str) -> str:
@@ -197,6 +196,7 @@ class SecretSettings(_Strict):
 
 class Settings(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
     session: SessionSettings = Field(default_factory=SessionSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -211,3 +211,4 @@ class Settings(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("upstreams: names must be unique")
         return self
+

@@ -12,6 +12,7 @@ class CookieNames:
     session: str
     pre: str
     lang: str
+    device: str
     secure: bool
 
     @classmethod
@@ -23,13 +24,14 @@ class CookieNames:
             session=prefix + base,
             pre=f"{prefix}{base}_pre",
             lang=f"{prefix}{base}_lang",
+            device=f"{prefix}{base}_device",
             secure=https,
         )
 
     @property
     def all(self) -> frozenset[str]:
         """Every name the gateway owns, with and without the prefix (stripped upstream, PX-07)."""
-        names = {self.session, self.pre, self.lang}
+        names = {self.session, self.pre, self.lang, self.device}
         return frozenset(names | {n.removeprefix("__Host-") for n in names})
 
     def set(self, name: str, value: str, *, max_age: int | None = None) -> str:

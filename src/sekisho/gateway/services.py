@@ -11,6 +11,8 @@ from sekisho.auth.session_manager import SessionManager
 from sekisho.config import Settings
 from sekisho.gateway.cookies import CookieNames
 from sekisho.gateway.redirects import origins_for
+from sekisho.ratelimit.device import DeviceTokens
+from sekisho.ratelimit.regulator import Regulator
 from sekisho.store.users import UserRepository
 
 
@@ -22,6 +24,8 @@ class Services:
     passwords: Passwords
     csrf: CsrfTokens
     cookies: CookieNames
+    regulator: Regulator
+    devices: DeviceTokens
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

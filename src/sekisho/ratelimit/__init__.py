@@ -13,7 +13,7 @@ from sekisho.ratelimit.factory import create_limiter, create_regulator
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
 from sekisho.ratelimit.regulator import Regulator
-from sekisho.ratelimit.settings import FACTORS, RateLimitSettings
+from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.ratelimit.store import FailureRecord, FailureStore, MemoryFailureStore
 
 __all__ = [

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
 from sekisho.ratelimit.regulator import Regulator
-from sekisho.ratelimit.settings import RateLimitSettings
+from sekisho.config.ratelimit import RateLimitSettings
 from sekisho.ratelimit.store import FailureStore, MemoryFailureStore
 
 __all__ = ["create_limiter", "create_regulator"]

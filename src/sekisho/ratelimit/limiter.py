@@ -31,7 +31,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from sekisho.errors import RateLimitError, StateError
-from sekisho.ratelimit.settings import Window
+from sekisho.config.ratelimit import Window
 
 __all__ = ["Limiter"]
 

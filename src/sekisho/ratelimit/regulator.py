@@ -42,7 +42,7 @@ from sekisho.errors import RateLimitError
 from sekisho.ratelimit.decision import AccountState, Decision, FactorState, Reason
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
-from sekisho.ratelimit.settings import FACTORS, RateLimitSettings
+from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.ratelimit.store import FailureRecord, FailureStore
 
 __all__ = ["AccountState", "Decision", "FactorState", "Reason", "Regulator"]

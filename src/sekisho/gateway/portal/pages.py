@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sekisho.gateway.portal.forms import check_same_origin, read_form
 from sekisho.gateway.portal.render import language, render
 from sekisho.gateway.redirects import origins_for, safe_return_to
 from sekisho.gateway.services import Services
+from sekisho.ratelimit.decision import Decision
 
 log = logging.getLogger("sekisho.portal")
 
@@ -80,6 +82,18 @@ class Pages:
         next_url = self._next(form.get("next"))
         username = form.get("username", "")[:256]
         lang = language(request, self.s.cookies.lang)
+        client_ip = request.scope.get("sekisho.client_ip", "")
+        device = self._device(request, username)
+        # Limits before any hashing: a refused attempt is never evaluated (RL-02).
+        decision = await self.s.regulator.check(
+            account=username, client_ip=client_ip, device=device
+        )
+        if not decision.allowed:
+            return self._refused(request, decision, next_url=next_url, username=username)
+        if decision.report_only:
+            log.info("ratelimit_report_only", extra={
+                "event": "ratelimit_report_only", "reason": decision.reason,
+                "client_ip": client_ip})
         try:
             user = await authenticate(
                 username=username,
@@ -88,7 +102,13 @@ class Pages:
                 passwords=self.s.passwords,
             )
         except AuthenticationFailed:
-            return self._failed(request, next_url=next_url, username=username, lang=lang)
+            after = await self.s.regulator.record_attempt(
+                account=username, client_ip=client_ip, success=False, device=device
+            )
+            response = self._failed(request, next_url=next_url, username=username, lang=lang)
+            if device is not None and not after.device:
+                response.headers.append("set-cookie", self.s.cookies.clear(self.s.cookies.device))
+            return response
         except HasherBusy as exc:
             response = self._login_page(
                 request, next_url=next_url, status=503, username=username,
@@ -96,7 +116,36 @@ class Pages:
             )
             response.headers["retry-after"] = str(exc.retry_after)
             return response
+        await self.s.regulator.record_attempt(
+            account=username, client_ip=client_ip, success=True, device=device
+        )
         return await self._start_session(request, user=user, next_url=next_url)
+
+    def _device(self, request: Request, username: str) -> str | None:
+        return self.s.devices.verify(
+            request.cookies.get(self.s.cookies.device), account=username, now=time.time(),
+            max_age=self.s.settings.ratelimit.device_max_age,
+        )
+
+    def _refused(
+        self, request: Request, decision: Decision, *, next_url: str, username: str
+    ) -> Response:
+        lang = language(request, self.s.cookies.lang)
+        log.warning("excess_rate_limit_exceeded", extra={
+            "event": "excess_rate_limit_exceeded", "reason": decision.reason,
+            "retry_after": decision.retry_after,
+            "client_ip": request.scope.get("sekisho.client_ip", "")})
+        if decision.reason == "disabled":
+            # A disabled authenticator looks like any other failure (invariant 1); the help
+            # text on the page says where to turn.
+            return self._failed(request, next_url=next_url, username=username, lang=lang)
+        wait = _duration(decision.retry_after, lang)
+        response = self._login_page(
+            request, next_url=next_url, status=429, username=username,
+            message=translate(lang, "login.throttled").format(wait=wait),
+        )
+        response.headers["retry-after"] = str(decision.retry_after)
+        return response
 
     def _failed(self, request: Request, *, next_url: str, username: str, lang: str) -> Response:
         # One response for every failure (LF-01): same status, body shape and cookies.
@@ -118,8 +167,14 @@ class Pages:
             user_agent=request.headers.get("user-agent", ""),
         )
         response = RedirectResponse(next_url, status_code=303)
-        response.headers.append("set-cookie", self.s.cookies.set(self.s.cookies.session, token))
-        response.headers.append("set-cookie", self.s.cookies.clear(self.s.cookies.pre))
+        cookies = self.s.cookies
+        response.headers.append("set-cookie", cookies.set(cookies.session, token))
+        response.headers.append("set-cookie", cookies.clear(cookies.pre))
+        # This browser now counts as a known device for this account (issue 3: the real user
+        # keeps a way in while attackers elsewhere trip the account's limits).
+        device = self.s.devices.issue(user.username, now=time.time())
+        max_age = self.s.settings.ratelimit.device_max_age
+        response.headers.append("set-cookie", cookies.set(cookies.device, device, max_age=max_age))
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -156,6 +211,13 @@ class Pages:
     def _forbidden(self, request: Request) -> Response:
         lang = language(request, self.s.cookies.lang)
         return self._page(request, "error.html", 403, message=translate(lang, "error.403"))
+
+
+def _duration(seconds: int, lang: str) -> str:
+    if seconds < 60:
+        return translate(lang, "unit.seconds").format(n=seconds)
+    minutes = -(-seconds // 60)
+    return translate(lang, "unit.minutes").format(n=minutes)
 
 
 def _app_url(hosts: list[str], path_prefix: str) -> str:

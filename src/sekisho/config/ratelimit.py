@@ -14,7 +14,7 @@ from typing import Any
 import limits
 from pydantic import Field, field_validator, model_validator
 
-from sekisho.config.models import _Strict
+from sekisho.config.base import _Strict
 
 __all__ = ["FACTORS", "AccountBudgets", "Budget", "RateLimitSettings", "Window"]
 
