@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from tests.ratelimit.helpers import FakeClock
 
+from sekisho.config.ratelimit import Window
 from sekisho.errors import StateError
 from sekisho.ratelimit import Limiter, RateLimitError
-from sekisho.ratelimit.settings import Window
 
 BUDGETS = {
     "tiny": (Window(count=3, seconds=60), Window(count=5, seconds=3600)),

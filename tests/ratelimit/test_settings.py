@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from sekisho.config.ratelimit import Window
 from sekisho.ratelimit import RateLimitSettings
-from sekisho.ratelimit.settings import Window
 
 
 class _Root(BaseModel):
