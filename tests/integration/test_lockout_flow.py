@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.integration.stack import Stack, running_stack
 from tests.integration.test_login_flow import HTML, PASSWORD, client, login
 

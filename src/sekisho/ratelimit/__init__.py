@@ -6,6 +6,7 @@ credential and :meth:`Regulator.record_attempt` after. docs/lockout.md is the op
 
 from __future__ import annotations
 
+from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.errors import RateLimitError
 from sekisho.ratelimit.decision import AccountState, Decision, FactorState
 from sekisho.ratelimit.device import DeviceTokens
@@ -13,7 +14,6 @@ from sekisho.ratelimit.factory import create_limiter, create_regulator
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
 from sekisho.ratelimit.regulator import Regulator
-from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.ratelimit.store import FailureRecord, FailureStore, MemoryFailureStore
 
 __all__ = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from sekisho.config.ratelimit import RateLimitSettings
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
 from sekisho.ratelimit.regulator import Regulator
-from sekisho.config.ratelimit import RateLimitSettings
 from sekisho.ratelimit.store import FailureStore, MemoryFailureStore
 
 __all__ = ["create_limiter", "create_regulator"]

@@ -30,8 +30,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
-from sekisho.errors import RateLimitError, StateError
 from sekisho.config.ratelimit import Window
+from sekisho.errors import RateLimitError, StateError
 
 __all__ = ["Limiter"]
 

@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
+from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.errors import RateLimitError
 from sekisho.ratelimit.decision import AccountState, Decision, FactorState, Reason
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
-from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.ratelimit.store import FailureRecord, FailureStore
 
 __all__ = ["AccountState", "Decision", "FactorState", "Reason", "Regulator"]
