@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable
 
+from sekisho.audit.alerter import Alerter
 from sekisho.auth.csrf import CsrfTokens
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
@@ -57,6 +58,7 @@ def build_services(
     regulator = create_regulator(
         settings.ratelimit, url=settings.state.url, secret=secrets.session_key, clock=clock
     )
+    alerter = Alerter.from_settings(settings.alerts)
     services = Services(
         settings=settings,
         sessions=sessions,
@@ -66,13 +68,14 @@ def build_services(
         cookies=CookieNames.from_settings(settings),
         regulator=regulator,
         devices=DeviceTokens(secrets.session_key),
+        alerter=alerter,
     )
-    services.startup += [db.migrate, sessions.start]
+    services.startup += [db.migrate, sessions.start, alerter.start]
 
     async def stop_hashing() -> None:
         passwords.close()
 
-    services.shutdown += [db.close, sessions.close, regulator.close, stop_hashing]
+    services.shutdown += [db.close, sessions.close, regulator.close, alerter.close, stop_hashing]
     return services
 
 

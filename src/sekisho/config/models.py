@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from sekisho.config.alerts import AlertSettings
 from sekisho.config.base import _Strict
 from sekisho.config.ratelimit import RateLimitSettings
 
@@ -203,6 +204,7 @@ class Settings(_Strict):
     state: StateSettings = Field(default_factory=StateSettings)
     passwords: PasswordSettings = Field(default_factory=PasswordSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @model_validator(mode="after")

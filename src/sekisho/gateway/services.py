@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sekisho.audit.alerter import Alerter
 from sekisho.auth.csrf import CsrfTokens
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
@@ -26,6 +27,7 @@ class Services:
     cookies: CookieNames
     regulator: Regulator
     devices: DeviceTokens
+    alerter: Alerter
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
