@@ -19,6 +19,7 @@ maps these to responses in one place (``gateway.errors``).
     │   └── HasherBusy              the bounded Argon2 executor is full (has .retry_after)
     ├── InvalidUsername             a name that cannot be canonicalised (also a ValueError)
     ├── AuthenticationFailed        login failed; deliberately carries no reason
+    ├── BreachError                 the offline breached-password corpus (auth/breach/errors.py)
     └── ProxyError
         ├── BadRequest              a hostile or malformed request (400)
         ├── UnknownHost             Host outside the configuration (421)
