@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable
 
 from sekisho.audit.alerter import Alerter
+from sekisho.audit.alerts import Alert
+from sekisho.audit.events import lockout_opened
+from sekisho.audit.log import Auditor
 from sekisho.auth.csrf import CsrfTokens
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
@@ -27,7 +30,10 @@ from sekisho.gateway.routing import Router
 from sekisho.gateway.services import Services
 from sekisho.ratelimit.device import DeviceTokens
 from sekisho.ratelimit.factory import create_regulator
+from sekisho.ratelimit.keys import RateLimitKeys
+from sekisho.ratelimit.lockout_recorder import LockoutRecorder
 from sekisho.store.db import Database
+from sekisho.store.lockouts import LockoutRecord, LockoutRepository
 from sekisho.store.users import UserRepository
 
 
@@ -59,6 +65,17 @@ def build_services(
         settings.ratelimit, url=settings.state.url, secret=secrets.session_key, clock=clock
     )
     alerter = Alerter.from_settings(settings.alerts)
+    auditor = Auditor.for_database(db)
+    keys = RateLimitKeys(secrets.session_key)
+
+    async def on_lock(record: LockoutRecord, *, client_ip: str, user_agent: str) -> None:
+        await auditor.record(lockout_opened(record, client_ip=client_ip, user_agent=user_agent))
+        alerter.emit(lockout_alert(record))
+
+    lockouts = LockoutRecorder(
+        LockoutRepository(db), keys, disable_after=settings.ratelimit.disable_after,
+        users=users, on_lock=on_lock,
+    )
     services = Services(
         settings=settings,
         sessions=sessions,
@@ -69,13 +86,18 @@ def build_services(
         regulator=regulator,
         devices=DeviceTokens(secrets.session_key),
         alerter=alerter,
+        auditor=auditor,
+        lockouts=lockouts,
+        keys=keys,
     )
     services.startup += [db.migrate, sessions.start, alerter.start]
 
     async def stop_hashing() -> None:
         passwords.close()
 
-    services.shutdown += [db.close, sessions.close, regulator.close, alerter.close, stop_hashing]
+    services.shutdown += [
+        db.close, sessions.close, regulator.close, alerter.close, stop_hashing, lockouts.flush,
+    ]
     return services
 
 
@@ -97,6 +119,18 @@ def create_app(
         router=Router(settings.upstreams),
         guard=Guard(settings),
         client_ip=ClientIP(settings.server.trusted_proxies),
+    )
+
+
+def lockout_alert(record: LockoutRecord) -> Alert:
+    who = record.username or f"unknown name ({record.account_key[:8]}…)"
+    return Alert(
+        kind="lockout", severity="warning", title=f"Account locked: {who}",
+        summary=f"{record.failure_count} failures from {record.distinct_ips} address(es) "
+                f"disabled the {record.factor} factor",
+        fields={"account": who, "factor": record.factor, "lockout_id": record.id or 0,
+                "failures": record.failure_count, "addresses": record.distinct_ips,
+                "subnets": record.distinct_subnets},
     )
 
 

@@ -10,7 +10,7 @@ maps these to responses in one place (``gateway.errors``).
     ├── ConfigError                 a setting is missing or invalid (names the key)
     ├── StoreError                  the database refused or failed
     │   ├── NotFound                no such user / record
-    │   └── Conflict                a unique value is taken (username)
+    │   └── Conflict                a unique value is taken (username); LockoutNotActive
     ├── StateError                  the state backend (memory/Redis) failed
     ├── RateLimitError              the limiter was called wrongly: unknown factor or budget,
     │                               a secret too short (also a ValueError)
@@ -20,6 +20,11 @@ maps these to responses in one place (``gateway.errors``).
     ├── InvalidUsername             a name that cannot be canonicalised (also a ValueError)
     ├── AuthenticationFailed        login failed; deliberately carries no reason
     ├── BreachError                 the offline breached-password corpus (auth/breach/errors.py)
+    ├── LockoutRequestError         a lockout request is unusable, e.g. an unlock without a
+    │                               reason (store/lockouts.py; also a ValueError)
+    ├── AuditError                  an audit event is malformed or names a secret field
+    │                               (audit/events.py; also a ValueError)
+    ├── AlertError                  an alert is malformed or undeliverable (audit/alerts.py)
     └── ProxyError
         ├── BadRequest              a hostile or malformed request (400)
         ├── UnknownHost             Host outside the configuration (421)

@@ -99,3 +99,38 @@ def test_disabled_authenticator_looks_like_any_failure(strict: Stack) -> None:
         assert locked.status_code == wrong.status_code == 401
         assert "Login failed; invalid user ID or password." in locked.text
         assert "sekisho_session=" not in locked.headers.get("set-cookie", "")
+
+
+def test_hard_lock_leaves_a_record_an_audit_entry_and_an_alert(strict: Stack) -> None:
+    """AD-01, AU-02: the failure that disables the password opens one durable lockout record
+    (account, reason, count, addresses; no secret) and chains an authn_login_lock event."""
+    import asyncio
+    import json
+    import time
+
+    from sekisho.audit.log import audit_log
+    from sekisho.store import Database
+    from sekisho.store.lockouts import LockoutRepository
+
+    with client(strict) as c:
+        for _ in range(4):
+            login(c, "alice", WRONG)
+            time.sleep(1.1)
+
+    async def read() -> tuple[list, list]:  # type: ignore[type-arg]
+        db = Database.from_url(strict.settings.database.url)
+        try:
+            records = await LockoutRepository(db).list()
+            events = await audit_log(db).list(event="authn_login_lock:maxretries")
+            return records, events
+        finally:
+            await db.close()
+
+    records, events = asyncio.run(read())
+    assert len(records) == 1
+    record = records[0]
+    assert (record.username, record.factor, record.reason, record.state) == (
+        "alice", "password", "maxretries", "active")
+    assert record.failure_count == 4 and record.distinct_ips == 1
+    assert WRONG not in json.dumps(record.export(), default=str)
+    assert len(events) == 1

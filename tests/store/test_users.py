@@ -14,6 +14,19 @@ from sekisho.store import Database, User, UserRepository
 from sekisho.store.db import current_revision, migrate
 
 
+def _script_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from sekisho.store.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+HEAD = _script_head()
+
+
 @pytest.fixture
 def users(database: Database) -> UserRepository:
     return UserRepository(database)
@@ -163,7 +176,7 @@ async def test_migrations_are_idempotent(db_url: str) -> None:
         await migrate(db.engine)
         await db.migrate()
         async with db.engine.connect() as conn:
-            assert await conn.run_sync(current_revision) == "0001"
+            assert await conn.run_sync(current_revision) == HEAD
         users = UserRepository(db)
         await users.add(username="alice")
         await db.migrate()  # a migration at start-up keeps the data
@@ -178,7 +191,7 @@ async def test_concurrent_migrations(db_url: str) -> None:
     try:
         await asyncio.gather(*(db.migrate() for db in dbs))
         async with dbs[0].engine.connect() as conn:
-            assert await conn.run_sync(current_revision) == "0001"
+            assert await conn.run_sync(current_revision) == HEAD
     finally:
         for db in dbs:
             await db.close()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sekisho import __version__
 from sekisho.app import end_user_sessions
-from sekisho.cli import configcmd, serve, users
+from sekisho.cli import audit, configcmd, lockouts, serve, users
 from sekisho.config import load_settings
 from sekisho.errors import ConfigError
 
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     configcmd.register(sub)
     users.register(sub, end_sessions=end_user_sessions)
+    lockouts.register(sub)
+    audit.register(sub)
     return parser
 
 

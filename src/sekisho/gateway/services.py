@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sekisho.audit.alerter import Alerter
+from sekisho.audit.log import Auditor
 from sekisho.auth.csrf import CsrfTokens
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
@@ -13,6 +14,8 @@ from sekisho.config import Settings
 from sekisho.gateway.cookies import CookieNames
 from sekisho.gateway.redirects import origins_for
 from sekisho.ratelimit.device import DeviceTokens
+from sekisho.ratelimit.keys import RateLimitKeys
+from sekisho.ratelimit.lockout_recorder import LockoutRecorder
 from sekisho.ratelimit.regulator import Regulator
 from sekisho.store.users import UserRepository
 
@@ -28,6 +31,9 @@ class Services:
     regulator: Regulator
     devices: DeviceTokens
     alerter: Alerter
+    auditor: Auditor
+    lockouts: LockoutRecorder
+    keys: RateLimitKeys
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

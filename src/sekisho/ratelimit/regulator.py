@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 # Factors a guess can be made against; passkey options issuance is volume only.
 _GUESSABLE = frozenset({"password", "totp", "recovery"})
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ACCOUNT_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +146,20 @@ class Regulator:
 
     async def unlock(self, *, account: str, factor: str | None = None) -> None:
         """Lift the disable and forget the failures of one factor, or of all (RL-01)."""
+        await self.unlock_key(account_key=self._keys.account(account), factor=factor)
+
+    async def unlock_key(self, *, account_key: str, factor: str | None = None) -> None:
+        """:meth:`unlock` by the account's key, as a lockout record holds it: the way to
+        unlock a name that is no user, whose text was never kept."""
+        if not _ACCOUNT_KEY.fullmatch(account_key):
+            raise RateLimitError("account_key must be 32 lowercase hex characters")
         factors = FACTORS if factor is None else (factor,)
         _require_factors(*factors)
-        acct = self._keys.account(account)
         for name in factors:
-            await self._store.reset(self._record_key(acct, name, None), force=True)
-            await self._limiter.clear(f"account.{name}", acct)
+            await self._store.reset(self._record_key(account_key, name, None), force=True)
+            await self._limiter.clear(f"account.{name}", account_key)
         log.info("ratelimit_unlock", extra={
-            "event": "ratelimit_unlock", "account_key": acct, "factors": list(factors)})
+            "event": "ratelimit_unlock", "account_key": account_key, "factors": list(factors)})
 
     async def state(self, *, account: str) -> AccountState:
         now = self._clock()

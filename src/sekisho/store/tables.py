@@ -11,16 +11,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
+    text,
 )
 
 USERNAME_LENGTH = 64
@@ -85,4 +90,79 @@ user_groups = Table(
         primary_key=True,
     ),
     Column("name", String(GROUP_LENGTH), primary_key=True, index=True),
+)
+
+# -- lockout events (AD-01, AD-02) ----------------------------------------------------------
+
+LOCKOUT_REASONS = ("maxretries", "suspicious", "admin")
+LOCKOUT_STATES = ("active", "expired", "unlocked")
+ACCOUNT_KEY_LENGTH = 64
+FACTOR_LENGTH = 32
+ACTOR_LENGTH = 128
+UNLOCK_REASON_LENGTH = 1000
+
+lockout_events = Table(
+    "lockout_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The regulator's HMAC of the canonical name (ratelimit.keys): present for every lock,
+    # the only trace of an unknown name an attacker tried.
+    Column("account_key", String(ACCOUNT_KEY_LENGTH), nullable=False, index=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True,
+           index=True),
+    Column("username", String(USERNAME_LENGTH), nullable=True),
+    Column("factor", String(FACTOR_LENGTH), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("failure_count", Integer, nullable=False),
+    Column("distinct_ips", Integer, nullable=False),
+    Column("distinct_subnets", Integer, nullable=False),
+    # [{"value": ..., "count": ...}], at most 20 each, most failures first.
+    Column("top_ips", JSON, nullable=False),
+    Column("top_subnets", JSON, nullable=False),
+    Column("user_agents", JSON, nullable=False),
+    # Fingerprints of every address / subnet seen (bounded): exact distinct counts and the
+    # address filter. Internal; never exported.
+    Column("seen_ips", JSON, nullable=False),
+    Column("seen_subnets", JSON, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False, index=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("unlocked_by", String(ACTOR_LENGTH), nullable=True),
+    Column("unlocked_at", UTCDateTime, nullable=True),
+    Column("unlock_reason", String(UNLOCK_REASON_LENGTH), nullable=True),
+    CheckConstraint("reason IN ('maxretries', 'suspicious', 'admin')", name="reason"),
+    CheckConstraint("state IN ('active', 'expired', 'unlocked')", name="state"),
+    # One active record per account and factor, whichever replica opens it.
+    Index(
+        "uq_lockout_events_active", "account_key", "factor", unique=True,
+        sqlite_where=text("state = 'active'"), postgresql_where=text("state = 'active'"),
+    ),
+)
+
+# Failed and refused login attempts per hour, summed by every replica (the admin chart).
+login_failures_hourly = Table(
+    "login_failures_hourly",
+    metadata,
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("refused", Integer, nullable=False),
+)
+
+# -- audit trail (AU-01, AU-04, AD-06) ------------------------------------------------------
+
+AUDIT_EVENT_LENGTH = 128
+HASH_LENGTH = 64
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    # The chain's sequence number, assigned under the append lock (no autoincrement gaps).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("ts", UTCDateTime, nullable=False, index=True),
+    Column("event", String(AUDIT_EVENT_LENGTH), nullable=False, index=True),
+    # The canonical JSON text that was hashed, byte for byte.
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(HASH_LENGTH), nullable=False, unique=True),
+    Column("hash", String(HASH_LENGTH), nullable=False, unique=True),
 )

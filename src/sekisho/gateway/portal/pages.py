@@ -16,6 +16,7 @@ from sekisho.auth.session_manager import Principal
 from sekisho.auth.sessions import Session
 from sekisho.errors import AuthenticationFailed, HasherBusy
 from sekisho.gateway.i18n import translate
+from sekisho.gateway.portal.attempts import Attempt, Attempts
 from sekisho.gateway.portal.forms import check_same_origin, read_form
 from sekisho.gateway.portal.render import language, render
 from sekisho.gateway.redirects import origins_for, safe_return_to
@@ -31,6 +32,7 @@ class Pages:
         self.prefix = services.settings.server.portal_prefix
         self.home = f"{self.prefix}/"
         self.same_origin = origins_for(services.settings.server.public_origins)
+        self.attempts = Attempts(services)
 
     async def current(self, request: Request) -> Session | None:
         token = request.cookies.get(self.s.cookies.session)
@@ -82,18 +84,15 @@ class Pages:
         next_url = self._next(form.get("next"))
         username = form.get("username", "")[:256]
         lang = language(request, self.s.cookies.lang)
-        client_ip = request.scope.get("sekisho.client_ip", "")
-        device = self._device(request, username)
-        # Limits before any hashing: a refused attempt is never evaluated (RL-02).
-        decision = await self.s.regulator.check(
-            account=username, client_ip=client_ip, device=device
+        attempt = Attempt(
+            username=username, client_ip=request.scope.get("sekisho.client_ip", ""),
+            user_agent=request.headers.get("user-agent", "")[:256],
+            device=self._device(request, username),
         )
+        # Limits before any hashing: a refused attempt is never evaluated (RL-02).
+        decision = await self.attempts.before(attempt)
         if not decision.allowed:
             return self._refused(request, decision, next_url=next_url, username=username)
-        if decision.report_only:
-            log.info("ratelimit_report_only", extra={
-                "event": "ratelimit_report_only", "reason": decision.reason,
-                "client_ip": client_ip})
         try:
             user = await authenticate(
                 username=username,
@@ -102,11 +101,9 @@ class Pages:
                 passwords=self.s.passwords,
             )
         except AuthenticationFailed:
-            after = await self.s.regulator.record_attempt(
-                account=username, client_ip=client_ip, success=False, device=device
-            )
+            after = await self.attempts.failed(attempt)
             response = self._failed(request, next_url=next_url, username=username, lang=lang)
-            if device is not None and not after.device:
+            if attempt.device is not None and not after.device:
                 response.headers.append("set-cookie", self.s.cookies.clear(self.s.cookies.device))
             return response
         except HasherBusy as exc:
@@ -116,9 +113,7 @@ class Pages:
             )
             response.headers["retry-after"] = str(exc.retry_after)
             return response
-        await self.s.regulator.record_attempt(
-            account=username, client_ip=client_ip, success=True, device=device
-        )
+        await self.attempts.succeeded(attempt, user)
         return await self._start_session(request, user=user, next_url=next_url)
 
     def _device(self, request: Request, username: str) -> str | None:
@@ -131,10 +126,6 @@ class Pages:
         self, request: Request, decision: Decision, *, next_url: str, username: str
     ) -> Response:
         lang = language(request, self.s.cookies.lang)
-        log.warning("excess_rate_limit_exceeded", extra={
-            "event": "excess_rate_limit_exceeded", "reason": decision.reason,
-            "retry_after": decision.retry_after,
-            "client_ip": request.scope.get("sekisho.client_ip", "")})
         if decision.reason == "disabled":
             # A disabled authenticator looks like any other failure (invariant 1); the help
             # text on the page says where to turn.

@@ -1,0 +1,165 @@
+"""The SQL side of the audit trail: an append-only, hash-chained table (AU-04, AD-06).
+
+Appends are serialised so that the chain stays one line with many workers and replicas: on
+PostgreSQL each append holds a transaction-scoped advisory lock; on SQLite the write
+transaction is ``BEGIN IMMEDIATE`` (one writer at a time, see db.py). Under it the append
+reads the head, numbers the record head + 1 and hashes it onto the head's hash. The primary
+key and the unique ``prev_hash`` would refuse a fork even if the lock were bypassed, and
+triggers (migration 0002) refuse UPDATE and DELETE from any connection.
+
+The hashing and checking rules belong to ``sekisho.audit.chain`` and are handed in, because
+the store sits below the audit package (``audit.log.audit_log(db)`` builds one).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Row, insert, or_, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sekisho.errors import StoreError
+from sekisho.store.db import Database
+from sekisho.store.tables import AUDIT_EVENT_LENGTH, audit_events
+
+__all__ = ["AuditLog", "ChainVerifier", "LinkHash", "StoredAuditEvent"]
+
+#: (prev_hash, body) -> hash
+LinkHash = Callable[[str, str], str]
+_T = audit_events
+_APPEND_LOCK_ID = 0x5E5A0D17  # pg_advisory_xact_lock key for appends
+_MAX_LIST = 10_000
+_BATCH = 500
+
+
+class ChainVerifier(Protocol):
+    def feed(self, seq: int, *, prev_hash: str, hash: str, body: str) -> bool: ...
+
+    def fail(self, seq: int, problem: str) -> bool: ...
+
+
+V = TypeVar("V", bound=ChainVerifier)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAuditEvent:
+    seq: int
+    ts: datetime
+    event: str
+    body: str
+    prev_hash: str
+    hash: str
+
+    def data(self) -> dict[str, Any]:
+        value = json.loads(self.body)
+        return value if isinstance(value, dict) else {"body": value}
+
+
+def _stored(row: Row[Any]) -> StoredAuditEvent:
+    return StoredAuditEvent(seq=row.id, ts=row.ts, event=row.event, body=row.body,
+                            prev_hash=row.prev_hash, hash=row.hash)
+
+
+def _column_problem(record: StoredAuditEvent) -> str | None:
+    """The ``ts`` and ``event`` columns (what filters see) must say what the hashed body says."""
+    try:
+        data = json.loads(record.body)
+        stamped = datetime.fromisoformat(data["timestamp"])
+    except (ValueError, TypeError, KeyError):
+        return "body is not an audit event"
+    if data.get("event") != record.event:
+        return "event column differs from the hashed body"
+    if stamped != record.ts:
+        return "ts column differs from the hashed body"
+    return None
+
+
+class AuditLog:
+    def __init__(self, db: Database, *, link_hash: LinkHash, genesis: str) -> None:
+        self._db = db
+        self._link_hash = link_hash
+        self._genesis = genesis
+
+    @asynccontextmanager
+    async def _tx(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._db.transaction(write=write) as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise StoreError("audit append conflicted with another writer") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"audit store failed: {type(exc).__name__}") from exc
+
+    async def append(self, *, ts: datetime, event: str, body: str) -> StoredAuditEvent:
+        """Chain one event onto the head. ``body`` is the canonical JSON that gets hashed;
+        ``ts`` and ``event`` repeat what it says, for filtering."""
+        if not event or len(event) > AUDIT_EVENT_LENGTH:
+            raise StoreError(f"audit event name must be 1-{AUDIT_EVENT_LENGTH} characters")
+        async with self._tx(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _APPEND_LOCK_ID})
+            head = (await conn.execute(
+                select(_T.c.id, _T.c.hash).order_by(_T.c.id.desc()).limit(1))).first()
+            seq, prev = (1, self._genesis) if head is None else (head.id + 1, head.hash)
+            record = StoredAuditEvent(seq=seq, ts=ts, event=event, body=body, prev_hash=prev,
+                                      hash=self._link_hash(prev, body))
+            await conn.execute(insert(_T).values(
+                id=seq, ts=ts, event=event, body=body, prev_hash=prev, hash=record.hash))
+        return record
+
+    async def head(self) -> StoredAuditEvent | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(_T).order_by(_T.c.id.desc()).limit(1))).first()
+        return None if row is None else _stored(row)
+
+    async def list(
+        self, *, event: str | None = None, since: datetime | None = None,
+        until: datetime | None = None, limit: int = 100, offset: int = 0,
+        newest_first: bool = True,
+    ) -> builtins.list[StoredAuditEvent]:
+        """``event`` matches the name and its ``name:detail`` forms (``authn_login_lock``
+        finds ``authn_login_lock:maxretries``)."""
+        if not 1 <= limit <= _MAX_LIST or offset < 0:
+            raise StoreError(f"limit must be 1-{_MAX_LIST} and offset >= 0")
+        stmt = select(_T)
+        if event is not None:
+            stmt = stmt.where(or_(_T.c.event == event,
+                                  _T.c.event.startswith(event + ":", autoescape=True)))
+        if since is not None:
+            stmt = stmt.where(_T.c.ts >= since)
+        if until is not None:
+            stmt = stmt.where(_T.c.ts < until)
+        order = _T.c.id.desc() if newest_first else _T.c.id
+        async with self._tx() as conn:
+            rows = await conn.execute(stmt.order_by(order).limit(limit).offset(offset))
+            return [_stored(row) for row in rows]
+
+    async def verify(self, verifier: V, *, batch: int = _BATCH) -> V:
+        """Feed the whole table, in order, through ``verifier`` (``audit.chain.Verifier``)
+        until it breaks; also checks each record's columns against its body. Reads in
+        batches, so a long trail is never held in memory."""
+        after = 0
+        while True:
+            async with self._tx() as conn:
+                rows = (await conn.execute(
+                    select(_T).where(_T.c.id > after).order_by(_T.c.id).limit(batch))).all()
+            for row in rows:
+                record = _stored(row)
+                if not verifier.feed(record.seq, prev_hash=record.prev_hash,
+                                     hash=record.hash, body=record.body):
+                    return verifier
+                problem = _column_problem(record)
+                if problem is not None:
+                    verifier.fail(record.seq, problem)
+                    return verifier
+            if len(rows) < batch:
+                return verifier
+            after = rows[-1].id
