@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from sekisho.config.alerts import AlertSettings
 from sekisho.config.base import _Strict
+from sekisho.config.breach import BreachSettings
 from sekisho.config.ratelimit import RateLimitSettings
 
 ARGON2_PROFILES = ("rfc9106-low-memory", "owasp-minimum")
@@ -205,6 +206,7 @@ class Settings(_Strict):
     passwords: PasswordSettings = Field(default_factory=PasswordSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    breach: BreachSettings = Field(default_factory=BreachSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @model_validator(mode="after")

@@ -1,0 +1,105 @@
+"""`sekisho breach import|stats|check`: the offline breached-password corpus."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from sekisho.auth.breach import BreachCorpus, BreachError, import_corpus
+from sekisho.config import Settings
+
+
+def register(sub: Any) -> None:
+    breach = sub.add_parser("breach", help="the offline breached-password corpus")
+    cmds = breach.add_subparsers(dest="breach_command", required=True, metavar="COMMAND")
+    imp = cmds.add_parser("import", help="build the corpus from HIBP downloader output")
+    imp.add_argument("paths", nargs="+", help="SHA1:COUNT files, range directories, or .gz")
+    imp.add_argument("--output", help="corpus file (default: breach.corpus_path)")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=_import)
+    stats = cmds.add_parser("stats", help="what the corpus holds")
+    stats.add_argument("--verify", action="store_true", help="check every checksum (slow)")
+    stats.set_defaults(func=_stats)
+    check = cmds.add_parser("check", help="is a password in the corpus?")
+    check.add_argument("--password-stdin", action="store_true", help="read one line")
+    check.set_defaults(func=_check)
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    target = args.output or settings.breach.corpus_path
+    progress = None if args.quiet else _Progress()
+    try:
+        result = import_corpus(args.paths, target, on_progress=progress)
+    except BreachError as exc:
+        print(f"\nsekisho: import failed, the previous corpus is unchanged: {exc}",
+              file=sys.stderr)
+        return 1
+    if progress is not None:
+        progress.done()
+    print(f"imported {result.count:,} hashes from {result.lines:,} lines "
+          f"({result.duplicates:,} duplicates, {result.padding_lines:,} padding lines) "
+          f"in {result.seconds:.1f} s into {target} ({result.file_size:,} bytes); "
+          f"false-positive rate {result.false_positive_rate:.2g}")
+    return 0
+
+
+def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    path = settings.breach.corpus_path
+    try:
+        with BreachCorpus(path) as corpus:
+            info = corpus.info
+            if args.verify:
+                corpus.verify()
+    except (BreachError, OSError) as exc:
+        print(f"sekisho: {path}: {exc}", file=sys.stderr)
+        return 1
+    created = datetime.fromtimestamp(info.created, UTC).isoformat(timespec="seconds")
+    print(f"corpus             {path}\nhashes             {info.count:,}\n"
+          f"imported           {created}\n"
+          f"false positives    {info.false_positive_rate:.2g} per non-member\n"
+          f"checksums          {'verified' if args.verify else 'header and index checked'}")
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the password is NOT in the corpus, 3 when it is, 1 on error."""
+    if args.password_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        password = getpass.getpass("Password to check: ")
+    try:
+        with BreachCorpus(settings.breach.corpus_path) as corpus:
+            count = corpus.lookup_password(unicodedata.normalize("NFC", password))
+    except (BreachError, OSError) as exc:
+        print(f"sekisho: {settings.breach.corpus_path}: {exc}", file=sys.stderr)
+        return 1
+    if count is None:
+        print("not found in the breached-password corpus")
+        return 0
+    print(f"FOUND in the breached-password corpus (seen at least {count:,} times)")
+    return 3
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self) -> None:
+        self._shown = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._shown < 0.1 and done < total:
+            return
+        self._shown = now
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        print(f"\r  [{bar:<30}] {share:6.1%}  {done / 2**20:,.0f} MiB", end="",
+              file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        print(file=sys.stderr)
