@@ -66,13 +66,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_uvicorn(app: Any, **options: Any) -> Iterator[str]:
-    """Serve ``app`` on a real uvicorn in a daemon thread; yield ``http://127.0.0.1:<port>``."""
+def run_uvicorn(app: Any, *, sock: socket.socket | None = None, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on a real uvicorn in a daemon thread; yield ``http://127.0.0.1:<port>``.
+    Pass ``sock`` (from :func:`bound_socket`) when the port must be known beforehand."""
     options = {
         "http": "httptools", "ws": "websockets-sansio", "loop": "uvloop", "lifespan": "auto",
         "log_level": "warning", "proxy_headers": False, "access_log": False, **options,
     }
-    sock = bound_socket()
+    sock = sock or bound_socket()
     server = uvicorn.Server(uvicorn.Config(app, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from tests.integration.servers import bound_socket, run_uvicorn
 
 from sekisho.app import create_app
 from sekisho.auth.passwords import Passwords
@@ -20,31 +17,7 @@ from sekisho.config import Settings, generate_key, validate_settings
 from sekisho.store.db import Database
 from sekisho.store.users import UserRepository
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(app: Any, port: int, **options: Any) -> Iterator[str]:
-    """Run ``app`` on a real uvicorn in a thread; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", proxy_headers=False, **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+PASSWORD = "correct horse battery staple"
 
 
 @dataclass
@@ -153,9 +126,10 @@ def stack_settings(*, port: int, upstream_port: int, db_url: str, state_url: str
 @contextmanager
 def running_stack(*, db_url: str, state_url: str, **overrides: Any) -> Iterator[Stack]:
     upstream = Capture()
-    upstream_port, port = free_port(), free_port()
+    upstream_sock, gateway_sock = bound_socket(), bound_socket()
+    upstream_port, port = upstream_sock.getsockname()[1], gateway_sock.getsockname()[1]
     settings = stack_settings(port=port, upstream_port=upstream_port, db_url=db_url,
                               state_url=state_url, **overrides)
-    with serve(upstream, upstream_port), serve(create_app(settings), port,
-                                               loop="uvloop", http="httptools") as base:
+    with run_uvicorn(upstream, sock=upstream_sock, lifespan="on"), \
+            run_uvicorn(create_app(settings), sock=gateway_sock, lifespan="on") as base:
         yield Stack(base=base, settings=settings, upstream=upstream, port=port)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.integration.stack import free_port
+from tests.integration.servers import free_port
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

@@ -7,22 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.stack import Stack, running_stack
-from tests.integration.test_login_flow import HTML, PASSWORD, client, login
+from tests.integration.stack import PASSWORD, Stack, running_stack
+from tests.integration.test_login_flow import HTML, client, login
 
 WRONG = "definitely not the password"
-
-
-@pytest.fixture(params=["memory+sqlite", "redis+postgresql"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    if request.param == "memory+sqlite":
-        db_url, state_url = f"sqlite:///{tmp_path / 'gw.sqlite3'}", "memory://"
-    else:
-        db_url = request.getfixturevalue("pg_url")
-        state_url = request.getfixturevalue("redis_url")
-    with running_stack(db_url=db_url, state_url=state_url) as running:
-        running.add_user("alice", PASSWORD)
-        yield running
 
 
 def failures(c: httpx.Client, username: str, n: int) -> list[tuple[int, str | None]]:

@@ -9,29 +9,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import PASSWORD, Stack
 
-PASSWORD = "correct horse battery staple"
 HTML = {"accept": "text/html,application/xhtml+xml"}
-
-
-@pytest.fixture(params=["memory+sqlite", "redis+postgresql"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    if request.param == "memory+sqlite":
-        db_url, state_url = f"sqlite:///{tmp_path / 'gw.sqlite3'}", "memory://"
-    else:
-        db_url = request.getfixturevalue("pg_url")
-        state_url = request.getfixturevalue("redis_url")
-    with running_stack(db_url=db_url, state_url=state_url,
-                       session={"touch_interval": 1}) as running:
-        running.add_user("alice", PASSWORD, groups=["staff"], email="alice@example.com",
-                         display_name="Alice Liddell")
-        yield running
 
 
 def client(stack: Stack) -> httpx.Client:
