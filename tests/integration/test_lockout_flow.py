@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.integration.stack import PASSWORD, Stack, running_stack
-from tests.integration.test_login_flow import HTML, client, login
+from tests.integration.test_login_flow import HTML, client, csrf_from, login
 
 WRONG = "definitely not the password"
 
@@ -122,3 +122,21 @@ def test_hard_lock_leaves_a_record_an_audit_entry_and_an_alert(strict: Stack) ->
     assert record.failure_count == 4 and record.distinct_ips == 1
     assert WRONG not in json.dumps(record.export(), default=str)
     assert len(events) == 1
+
+
+def test_spoofed_forwarded_for_never_changes_the_key(stack: Stack) -> None:
+    """RL-10, RL-05: failures on 20 names, each with a random spoofed X-Forwarded-For from one
+    untrusted peer, all count against that peer's address: the 21st attempt is refused."""
+    import random
+
+    with client(stack) as c:
+        for i in range(20):
+            spoof = {"x-forwarded-for": f"198.51.100.{random.randrange(1, 255)}"}
+            page = c.get("/_sekisho/login", params={"prompt": "login"}, headers=spoof)
+            response = c.post("/_sekisho/login", headers=spoof, data={
+                "csrf_token": csrf_from(page.text), "username": f"victim{i}",
+                "password": WRONG, "next": "/"})
+            assert response.status_code == 401
+        blocked = login(c, "someone-else", WRONG)
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) > 0

@@ -210,9 +210,3 @@ async def test_unknown_factor_refused(make_regulator: MakeRegulator) -> None:
     regulator = make_regulator()
     with pytest.raises(RateLimitError, match="unknown factor"):
         await regulator.check(account="alice", client_ip="192.0.2.1", factor="sms")
-
-
-@pytest.mark.skip(reason="RL-10: the gateway resolves the trusted client IP "
-                         "(gateway/clientip.py, tests/gateway/test_clientip.py)")
-def test_rl10_trusted_client_ip_only() -> None:
-    """RL-10: the regulator keys on the address it is given; choosing it is the gateway's."""
