@@ -22,6 +22,7 @@ from sekisho.gateway.portal.render import language, render
 from sekisho.gateway.redirects import origins_for, safe_return_to
 from sekisho.gateway.services import Services
 from sekisho.ratelimit.decision import Decision
+from sekisho.store.users import User
 
 log = logging.getLogger("sekisho.portal")
 
@@ -145,7 +146,7 @@ class Pages:
             message=translate(lang, "login.failed"),
         )
 
-    async def _start_session(self, request: Request, *, user: Any, next_url: str) -> Response:
+    async def _start_session(self, request: Request, *, user: User, next_url: str) -> Response:
         old = request.cookies.get(self.s.cookies.session)
         if old:
             await self.s.sessions.end(old)
