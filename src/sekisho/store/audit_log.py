@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Row, insert, or_, select, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sekisho.errors import StoreError
@@ -87,15 +86,11 @@ class AuditLog:
         self._link_hash = link_hash
         self._genesis = genesis
 
-    @asynccontextmanager
-    async def _tx(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._db.transaction(write=write) as conn:
-                yield conn
-        except IntegrityError as exc:
-            raise StoreError("audit append conflicted with another writer") from exc
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"audit store failed: {type(exc).__name__}") from exc
+    def _tx(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._db.guarded(
+            what="audit store", write=write,
+            on_conflict=StoreError("audit append conflicted with another writer"),
+        )
 
     async def append(self, *, ts: datetime, event: str, body: str) -> StoredAuditEvent:
         """Chain one event onto the head. ``body`` is the canonical JSON that gets hashed;

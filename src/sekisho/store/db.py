@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -106,6 +106,20 @@ class Database:
         engine = self._writer if write else self.engine
         async with engine.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def guarded(
+        self, *, what: str, write: bool = False, on_conflict: StoreError | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """:meth:`transaction` with driver errors translated at this boundary: an integrity
+        violation becomes ``on_conflict`` (when given), anything else ``StoreError``."""
+        try:
+            async with self.transaction(write=write) as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise (on_conflict or StoreError(f"{what} failed: IntegrityError")) from exc
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"{what} failed: {type(exc).__name__}") from exc
 
     async def migrate(self) -> None:
         await migrate(self.engine)

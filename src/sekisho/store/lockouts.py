@@ -24,14 +24,13 @@ minute per process (:meth:`add_hourly`), so the chart costs no write per attempt
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sekisho.errors import NotFound, StoreError
@@ -77,13 +76,8 @@ class LockoutRepository:
         self._db = db
         self._clock = clock
 
-    @asynccontextmanager
-    async def _tx(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._db.transaction(write=write) as conn:
-                yield conn
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"lockout store failed: {type(exc).__name__}") from exc
+    def _tx(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._db.guarded(what="lockout store", write=write)
 
     async def open_or_update(
         self, *, account_key: str, factor: str, sighting: Sighting,

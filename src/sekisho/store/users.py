@@ -8,17 +8,16 @@ leaves this module, and database errors leave it only as :class:`StoreError` / :
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sekisho.errors import Conflict, NotFound, StoreError
+from sekisho.errors import Conflict, NotFound
 from sekisho.store.db import Database
 from sekisho.store.tables import user_groups, users
 
@@ -89,15 +88,11 @@ class UserRepository:
         self._db = db
         self._clock = clock
 
-    @asynccontextmanager
-    async def _tx(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._db.transaction(write=write) as conn:
-                yield conn
-        except IntegrityError as exc:
-            raise Conflict("a user with this username already exists") from exc
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"user store failed: {type(exc).__name__}") from exc
+    def _tx(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._db.guarded(
+            what="user store", write=write,
+            on_conflict=Conflict("a user with this username already exists"),
+        )
 
     async def add(
         self,
