@@ -1,11 +1,7 @@
 """From the regulator's decisions to lockout records in SQL (AD-01), and back (unlock, AD-02).
 
-The login path tells the recorder what the regulator said:
-
-- after ``record_attempt``: ``await recorder.after_attempt(decision, account=..., client_ip=...,
-  success=..., factor=..., user_agent=...)``;
-- after a ``check`` that refused: ``await recorder.after_refusal(decision, account=...,
-  client_ip=..., factor=..., user_agent=...)``.
+The login path passes on what the regulator said: ``after_attempt`` after ``record_attempt``,
+``after_refusal`` after a ``check`` that refused.
 
 Only failures that lead to or follow a lock touch SQL:
 
@@ -35,14 +31,19 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
 
 from sekisho.auth.usernames import canonical_username
 from sekisho.errors import InvalidUsername, NotFound, StoreError
 from sekisho.ratelimit.decision import Decision
 from sekisho.ratelimit.keys import RateLimitKeys
+from sekisho.ratelimit.lockout_tally import (
+    TALLY_VALUES,
+    LockHook,
+    Unlocked,
+    _Batch,
+    _Open,
+    _when,
+)
 from sekisho.ratelimit.regulator import Regulator
 from sekisho.store.lockouts import (
     LockoutNotActive,
@@ -57,80 +58,9 @@ __all__ = ["LockHook", "LockoutRecorder", "Unlocked"]
 
 log = logging.getLogger(__name__)
 
-TALLY_VALUES = 20  # per list, before a lock
 _UA_LIMIT = 256
 _HOURS_EVERY = 60.0
 _Key = tuple[str, str]  # (account key, factor)
-
-
-class LockHook(Protocol):
-    """Called once per newly opened record (audit ``authn_login_lock``, alerts)."""
-
-    async def __call__(
-        self, record: LockoutRecord, *, client_ip: str, user_agent: str
-    ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Unlocked:
-    before: LockoutRecord
-    after: LockoutRecord
-
-
-@dataclass(slots=True)
-class _Batch:
-    failures: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    ips: dict[str, int] = field(default_factory=dict)
-    subnets: dict[str, int] = field(default_factory=dict)
-    agents: dict[str, int] = field(default_factory=dict)
-
-    def add(self, now: float, sample: tuple[str, str, str], *, cap: int, n: int = 1) -> bool:
-        """Count ``n`` failures from (ip, subnet, agent); True once a list holds ``cap``."""
-        self.first = min(self.first, now) if self.failures else now
-        self.last = max(self.last, now)
-        self.failures += n
-        for counts, value in zip((self.ips, self.subnets, self.agents), sample, strict=True):
-            if value in counts or len(counts) < cap:
-                counts[value] = counts.get(value, 0) + 1
-        return max(len(self.ips), len(self.subnets), len(self.agents)) >= cap
-
-    def merge(self, other: _Batch) -> None:
-        if not other.failures:
-            return
-        self.first = min(self.first, other.first) if self.failures else other.first
-        self.last = max(self.last, other.last)
-        self.failures += other.failures
-        for mine, theirs in ((self.ips, other.ips), (self.subnets, other.subnets),
-                             (self.agents, other.agents)):
-            for value, n in theirs.items():
-                mine[value] = mine.get(value, 0) + n
-
-    def most_seen(self) -> tuple[str, str, str]:
-        def top(counts: dict[str, int]) -> str:
-            return max(counts, key=counts.__getitem__) if counts else ""
-
-        return top(self.ips), top(self.subnets), top(self.agents)
-
-    def sighting(self, failures: int | None = None) -> Sighting:
-        return Sighting(
-            failures=self.failures if failures is None else failures,
-            first_seen=_when(self.first), last_seen=_when(self.last),
-            ips=dict(self.ips), subnets=dict(self.subnets), user_agents=dict(self.agents))
-
-
-@dataclass(slots=True)
-class _Open:
-    """A record this process knows is active, and failures not yet written to it."""
-
-    pending: _Batch = field(default_factory=_Batch)
-    create: bool = False  # a ``disabled`` decision is in the batch: reopen if unlocked
-    dirty_since: float | None = None
-
-
-def _when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 class LockoutRecorder:
