@@ -75,6 +75,8 @@ class SessionManager:
         client_ip: str,
         user_agent: str,
         state: SessionState = "active",
+        amr: tuple[str, ...] = ("pwd",),
+        restriction: str = "",
     ) -> tuple[str, Session]:
         """A fresh session with a new token (SE-03: every login gets a new ID)."""
         now = self._clock()
@@ -94,6 +96,8 @@ class SessionManager:
             client_ip=client_ip,
             user_agent=user_agent[:256],
             state=state,
+            amr=amr,
+            restriction=restriction,
         )
         await self._store.put(session, ttl=self._ttl(session, now))
         return token, session

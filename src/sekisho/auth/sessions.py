@@ -43,15 +43,23 @@ class Session:
     client_ip: str = ""
     user_agent: str = ""
     state: SessionState = "active"
+    # How the user authenticated (RFC 8176 values: "pwd", "otp", "hwk", "swk"...).
+    amr: tuple[str, ...] = ()
+    # A session that may reach only one portal page until the user acts there, e.g.
+    # "change_password" after a login with a breached password (PW-12). Never proxied.
+    restriction: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["groups"] = list(self.groups)
+        data["amr"] = list(self.amr)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Session:
-        return cls(**{**data, "groups": tuple(data["groups"])})
+        return cls(**{
+            **data, "groups": tuple(data["groups"]), "amr": tuple(data.get("amr", ())),
+        })
 
     def touched(self, now: float) -> Session:
         return replace(self, last_seen=now)

@@ -46,6 +46,7 @@ class Gateway:
         self._prefix = prefix
         self._prefix_slash = prefix + "/"
         self._login = prefix + "/login?next="
+        self._home = prefix + "/"
         self._cookie = services.cookies.session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,13 +99,13 @@ class Gateway:
             return None
         session = await self.services.sessions.resolve(token)
         if session is None or session.state != "active":
-            return None
+            return None  # a pending (pre-MFA) session has no upstream access (LF-06)
         return session
 
     @staticmethod
     def _authorize(route: Route, session: Session | None, path: str) -> Identity | None:
-        if session is None:
-            return None
+        if session is None or session.restriction:
+            return None  # a restricted session (PW-12) reaches the portal only
         allowed = route.upstream.allow_groups
         if allowed and not set(allowed).intersection(session.groups):
             return None
@@ -116,14 +117,16 @@ class Gateway:
         )
 
     async def _deny(self, scope: Scope, send: Send, session: Session | None) -> None:
-        if session is not None:
+        if session is not None and not session.restriction:
             await self._refuse(scope, send, 403)
             return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and _wants_html(scope):
             target = scope["path"]
             if scope.get("query_string"):
                 target += "?" + scope["query_string"].decode("latin-1")
-            location = self._login + quote(target, safe="")
+            # A restricted session is sent to the portal home, which shows the one page it
+            # may use (PW-12); an anonymous one to the login page.
+            location = self._home if session else self._login + quote(target, safe="")
             await send({
                 "type": "http.response.start",
                 "status": 302,
@@ -135,7 +138,7 @@ class Gateway:
             })
             await send({"type": "http.response.body", "body": b""})
             return
-        await self._refuse(scope, send, 401)
+        await self._refuse(scope, send, 403 if session else 401)
 
     async def _refuse(self, scope: Scope, send: Send, status: int) -> None:
         if scope["type"] == "websocket":

@@ -12,8 +12,22 @@ DEFAULT = "en"
 
 @cache
 def catalog(lang: str) -> dict[str, str]:
-    text = resources.files(__package__).joinpath(f"{lang}.json").read_text(encoding="utf-8")
-    data: dict[str, str] = json.loads(text)
+    """``{lang}.json`` merged with every ``{lang}.*.json`` (one file per portal area).
+
+    A key defined in two files is an error, so one area cannot silently override another.
+    """
+    files = resources.files(__package__)
+    names = sorted(
+        f.name for f in files.iterdir()
+        if f.name == f"{lang}.json" or (f.name.startswith(f"{lang}.") and f.name.endswith(".json"))
+    )
+    data: dict[str, str] = {}
+    for name in names:
+        part: dict[str, str] = json.loads(files.joinpath(name).read_text(encoding="utf-8"))
+        duplicate = data.keys() & part.keys()
+        if duplicate:
+            raise ValueError(f"i18n/{name}: keys already defined: {sorted(duplicate)}")
+        data.update(part)
     return data
 
 
