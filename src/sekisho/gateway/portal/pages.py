@@ -146,7 +146,10 @@ class Pages:
             message=translate(lang, "login.failed"),
         )
 
-    async def _start_session(self, request: Request, *, user: User, next_url: str) -> Response:
+    async def _start_session(
+        self, request: Request, *, user: User, next_url: str, amr: tuple[str, ...] = ("pwd",),
+        restriction: str = "",
+    ) -> Response:
         old = request.cookies.get(self.s.cookies.session)
         if old:
             await self.s.sessions.end(old)
@@ -157,6 +160,7 @@ class Pages:
             ),
             client_ip=request.scope.get("sekisho.client_ip", ""),
             user_agent=request.headers.get("user-agent", ""),
+            amr=amr, restriction=restriction,
         )
         response = RedirectResponse(next_url, status_code=303)
         cookies = self.s.cookies
