@@ -29,6 +29,7 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/breach.py --sizes 10000000
+	$(BIN)/python bench/stuffing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,17 +14,21 @@ from sekisho.audit.alerter import Alerter
 from sekisho.audit.alerts import Alert
 from sekisho.audit.events import lockout_opened
 from sekisho.audit.log import Auditor
+from sekisho.audit.notifier import UserNotifier
 from sekisho.auth.csrf import CsrfTokens
+from sekisho.auth.mfa import build_mfa
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.session_manager import SessionManager
 from sekisho.auth.sessions import MemorySessionStore, Session, SessionStore
 from sekisho.auth.usernames import canonical_username
 from sekisho.config import Secrets, Settings, load_secrets, load_settings
+from sekisho.gateway.attack_reports import build_attack
 from sekisho.gateway.clientip import ClientIP
 from sekisho.gateway.cookies import CookieNames
 from sekisho.gateway.dispatch import Gateway
 from sekisho.gateway.guard import Guard
 from sekisho.gateway.portal import build_portal
+from sekisho.gateway.portal.breach_gate import build_checker
 from sekisho.gateway.proxy import UpstreamProxy
 from sekisho.gateway.routing import Router
 from sekisho.gateway.services import Services
@@ -61,11 +65,16 @@ def build_services(
         user_check=user_may_continue,
     )
     passwords = Passwords.from_settings(settings.passwords)
-    regulator = create_regulator(
-        settings.ratelimit, url=settings.state.url, secret=secrets.session_key, clock=clock
-    )
     alerter = Alerter.from_settings(settings.alerts)
     auditor = Auditor.for_database(db)
+    notifier = UserNotifier.from_settings(settings, users=users)  # AU-06
+    auditor.subscribe(notifier.on_audit)
+    attack = build_attack(settings, secrets.session_key, auditor=auditor, alerter=alerter,
+                          clock=clock)
+    regulator = create_regulator(
+        settings.ratelimit, url=settings.state.url, secret=secrets.session_key, clock=clock,
+        attack=attack,
+    )
     keys = RateLimitKeys(secrets.session_key)
 
     async def on_lock(record: LockoutRecord, *, client_ip: str, user_agent: str) -> None:
@@ -76,6 +85,9 @@ def build_services(
         LockoutRepository(db), keys, disable_after=settings.ratelimit.disable_after,
         users=users, on_lock=on_lock,
     )
+    breach = build_checker(settings.breach, auditor)
+    mfa, close_mfa = build_mfa(
+        settings, secrets, db=db, users=users, auditor=auditor, alerter=alerter, clock=clock)
     services = Services(
         settings=settings,
         sessions=sessions,
@@ -89,14 +101,25 @@ def build_services(
         auditor=auditor,
         lockouts=lockouts,
         keys=keys,
+        database=db,
+        mfa=mfa,
+        attack=attack,
+        breach=breach,
+        clock=clock,
+        notifier=notifier,
     )
-    services.startup += [db.migrate, sessions.start, alerter.start]
+    services.startup += [db.migrate, sessions.start, alerter.start, breach.start, attack.start,
+                         notifier.start]
 
     async def stop_hashing() -> None:
         passwords.close()
 
     services.shutdown += [
         db.close, sessions.close, regulator.close, alerter.close, stop_hashing, lockouts.flush,
+        close_mfa,
+        breach.close,
+        attack.close,
+        notifier.close,  # first: its last sends still look users up in the database
     ]
     return services
 

@@ -20,6 +20,13 @@ maps these to responses in one place (``gateway.errors``).
     ├── InvalidUsername             a name that cannot be canonicalised (also a ValueError)
     ├── AuthenticationFailed        login failed; deliberately carries no reason
     ├── BreachError                 the offline breached-password corpus (auth/breach/errors.py)
+    ├── MfaError                    a second factor refused or misused; has a stable .code
+    │                               (auth/mfa/errors.py: InvalidCode, ReplayedCode,
+    │                               WebAuthnRejected > SignCountRegression, LastFactor,
+    │                               DuplicateCredential, UnknownPasskey, InvalidName,
+    │                               MfaUsageError)
+    ├── SealError                   a sealed secret (TOTP seed) does not open: tampered, moved,
+    │                               or another data key (auth/sealing.py)
     ├── LockoutRequestError         a lockout request is unusable, e.g. an unlock without a
     │                               reason (store/lockouts.py; also a ValueError)
     ├── AuditError                  an audit event is malformed or names a secret field

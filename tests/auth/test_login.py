@@ -147,7 +147,8 @@ async def test_hasher_busy_propagates(
 ) -> None:
     """ST-06: a saturated hasher is 'try later' (503), not a login failure."""
     await add(users, fast_passwords, "alice", PASSWORD)
-    monkeypatch.setattr(fast_passwords, "capacity", 0)
+    monkeypatch.setattr(fast_passwords._slots, "workers", 0)  # no thread, no queue: full
+    monkeypatch.setattr(fast_passwords._slots, "queue", 0)
     with pytest.raises(HasherBusy):
         await login(users, fast_passwords, "alice", PASSWORD)
 

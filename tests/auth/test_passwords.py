@@ -270,7 +270,7 @@ def test_from_settings() -> None:
     passwords = Passwords.from_settings(settings)
     try:
         assert passwords.parameters == PROFILES["owasp-minimum"]
-        assert (passwords.workers, passwords.capacity, passwords.max_length) == (3, 8, 100)
+        assert (passwords.workers, passwords.queue, passwords.max_length) == (3, 5, 100)
     finally:
         passwords.close()
 
@@ -315,6 +315,60 @@ async def test_burst_without_a_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(r is True or isinstance(r, HasherBusy) for r in results)
     assert any(isinstance(r, HasherBusy) for r in results)
     assert 1 <= spy.peak <= 2
+    assert passwords.pending == 0
+    passwords.close()
+
+
+async def test_known_devices_jump_a_queue_full_of_attack_traffic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RL-07 (issue 3: the real user keeps a way in): with the normal lane full, a priority
+    verify is still admitted, and it runs before every normal one that waited longer."""
+    passwords = Passwords(profile=FAST_ARGON2, workers=1, queue=2)
+    stored = await passwords.hash(PASSWORD)
+    gate = threading.Event()
+    spy_on(passwords, monkeypatch, gate=gate)
+    finished: list[str] = []
+
+    def start(name: str, *, priority: bool) -> asyncio.Task[bool]:
+        task = asyncio.create_task(passwords.verify(stored, PASSWORD, priority=priority))
+        task.add_done_callback(lambda _t: finished.append(name))
+        return task
+
+    running = start("running", priority=False)
+    await asyncio.sleep(0)
+    queued = [start(f"attack{i}", priority=False) for i in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(HasherBusy):  # the normal lane is full ...
+        await passwords.verify(stored, PASSWORD)
+    known = start("known", priority=True)  # ... the priority lane is not
+    await asyncio.sleep(0)
+    assert passwords.pending == 4
+    gate.set()
+    results = await asyncio.wait_for(asyncio.gather(running, *queued, known), 60)
+    assert all(results)
+    assert finished == ["running", "known", "attack0", "attack1"]
+    assert passwords.pending == 0
+    passwords.close()
+
+
+async def test_a_cancelled_waiter_gives_up_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ST-06: a request cancelled while queued leaves the queue; the slot chain goes on."""
+    passwords = Passwords(profile=FAST_ARGON2, workers=1, queue=1)
+    stored = await passwords.hash(PASSWORD)
+    gate = threading.Event()
+    spy_on(passwords, monkeypatch, gate=gate)
+    running = asyncio.create_task(passwords.verify(stored, PASSWORD))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(passwords.verify(stored, PASSWORD))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    later = asyncio.create_task(passwords.verify(stored, PASSWORD))  # its place is free
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(running, later), 60) == [True, True]
     assert passwords.pending == 0
     passwords.close()
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import string
+from collections.abc import Sequence
 
 import pytest
 
-from sekisho.auth.policy import GUIDANCE, PasswordPolicy
+from sekisho.auth.policy import GUIDANCE, BreachVerdict, PasswordPolicy
 from sekisho.config.models import PasswordSettings
 from sekisho.errors import PasswordRejected
 from sekisho.store.tables import metadata
@@ -30,9 +31,10 @@ class Breach:
         self.passwords = set(passwords)
         self.seen: list[str] = []
 
-    async def is_breached(self, password: str) -> bool:
+    async def check(self, password: str, *, groups: Sequence[str] = ()) -> BreachVerdict:
         self.seen.append(password)
-        return password in self.passwords
+        listed = password in self.passwords
+        return BreachVerdict(breached=listed, count=int(listed), source="test")
 
 
 def policy(**settings: object) -> PasswordPolicy:
@@ -235,6 +237,7 @@ def test_no_hints_or_questions() -> None:
         "username",
         "email",
         "display_name",
+        "groups",
     ]
     columns = [c.name for t in metadata.tables.values() for c in t.columns]
     assert not [c for c in columns if "hint" in c or "question" in c or "answer" in c]

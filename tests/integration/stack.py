@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,12 +124,18 @@ def stack_settings(*, port: int, upstream_port: int, db_url: str, state_url: str
 
 
 @contextmanager
-def running_stack(*, db_url: str, state_url: str, **overrides: Any) -> Iterator[Stack]:
+def running_stack(*, db_url: str, state_url: str, clock: Callable[[], float] | None = None,
+                  **overrides: Any) -> Iterator[Stack]:
+    """``clock``: a controllable gateway clock (sessions, limits, MFA), for expiry tests."""
     upstream = Capture()
     upstream_sock, gateway_sock = bound_socket(), bound_socket()
     upstream_port, port = upstream_sock.getsockname()[1], gateway_sock.getsockname()[1]
     settings = stack_settings(port=port, upstream_port=upstream_port, db_url=db_url,
                               state_url=state_url, **overrides)
     with run_uvicorn(upstream, sock=upstream_sock, lifespan="on"), \
-            run_uvicorn(create_app(settings), sock=gateway_sock, lifespan="on") as base:
+            run_uvicorn(_gateway(settings, clock), sock=gateway_sock, lifespan="on") as base:
         yield Stack(base=base, settings=settings, upstream=upstream, port=port)
+
+
+def _gateway(settings: Settings, clock: Callable[[], float] | None) -> Any:
+    return create_app(settings) if clock is None else create_app(settings, clock=clock)

@@ -184,9 +184,10 @@ def test_security_headers_on_portal_pages(stack: Stack, path: str) -> None:
 
 
 def test_login_form_markup(stack: Stack) -> None:
-    """PW-13: autocomplete tokens and password type; the page works without JavaScript."""
+    """PW-13, WA-09: autocomplete tokens (``webauthn`` for passkey autofill) and password
+    type; the page works without JavaScript."""
     page = httpx.get(f"{stack.base}/_sekisho/login").text
-    assert 'autocomplete="username"' in page
+    assert 'autocomplete="username webauthn"' in page
     assert 'type="password" autocomplete="current-password"' in page
     assert 'method="post"' in page
 

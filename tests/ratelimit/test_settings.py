@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert s.account.passkey_options.short == Window(count=20, seconds=60)
     assert set(s.budgets()) == {
         "account_ip", "ip", "subnet", "global_failures", "account.password", "account.totp",
-        "account.recovery", "account.passkey_options"}
+        "account.recovery", "account.passkey_options", "attack.ip", "attack.subnet"}
 
 
 def test_delay_schedule_rl02() -> None:

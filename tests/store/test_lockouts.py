@@ -83,6 +83,19 @@ async def test_open_then_update_one_record(repo: LockoutRepository) -> None:
     assert record.user_id is None and record.username is None and record.account_key == GHOST
 
 
+async def test_many_opens_in_a_row_each_write_a_record(repo: LockoutRepository) -> None:
+    """AD-01 on PostgreSQL: after five executions asyncpg switches to a generic plan; the
+    ON CONFLICT predicate must stay a literal or every later insert fails to match the
+    partial unique index and no lockout is recorded any more."""
+    ids = set()
+    for n in range(8):
+        opened = await repo.open_or_update(account_key=KEYS.account(f"user{n}"),
+                                           factor="password", sighting=seen(50, "198.51.100.7"))
+        assert opened is not None and opened.opened
+        ids.add(opened.record.id)
+    assert len(ids) == 8
+
+
 async def test_update_only_never_opens(repo: LockoutRepository) -> None:
     """A failure that follows a lock adds to it, and opens nothing when there is none."""
     assert await repo.open_or_update(account_key=GHOST, factor="password",

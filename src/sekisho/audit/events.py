@@ -46,6 +46,7 @@ EVENTS = frozenset({
     "authn_factor_bound", "authn_factor_removed", "authn_recovery_code_used",
     "authn_recovery_codes_regenerated", "authn_totp_replay",
     "authn_webauthn_counter_regression", "authn_breach_check_unavailable",
+    "authn_password_breached",  # :login or :set, PW-08a/PW-12 (docs/breach.md)
     "authz_fail", "authz_change", ADMIN_EVENT,
     "excess_rate_limit_exceeded", "malicious_csrf", "malicious_excess_404",
     "malicious_attack_mode",
@@ -58,7 +59,8 @@ EVENTS = frozenset({
 _NAME = re.compile(r"(?P<base>[a-z][a-z0-9_]*)(?::[A-Za-z0-9_.,-]{1,64}){0,3}")
 _WARN = frozenset({"authn_login_fail_max", "authn_login_lock", ADMIN_EVENT, "authz_fail",
                    "excess_rate_limit_exceeded", "authn_totp_replay", "malicious_attack_mode",
-                   "authn_breach_check_unavailable", "session_use_after_expire"})
+                   "authn_breach_check_unavailable", "session_use_after_expire",
+                   "authn_password_breached"})
 _CRITICAL = frozenset({"malicious_csrf", "authn_webauthn_counter_regression",
                        "authn_token_reuse"})
 

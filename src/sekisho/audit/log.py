@@ -15,13 +15,18 @@ would queue every replica on the append lock and grow the table at the attacker'
 log line records each of them, ``login_failures_hourly`` counts them, and the lockout
 record sums up the ones that led to a lock. Admin actions, lockouts, successful logins,
 factor and session lifecycle events are always chained.
+
+**Subscribers.** :meth:`Auditor.subscribe` adds a callback run after each event is written
+(chained or log-only, and also when the chain append failed: the event still happened). The
+user notifier (``audit.notifier``) is one: it queues and returns, so the request that filed
+the event never waits for mail. A callback that raises is logged by name and skipped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from sekisho.audit.chain import GENESIS, Verifier, VerifyResult, canonical_json, link_hash
 from sekisho.audit.events import AuditEvent
@@ -29,7 +34,8 @@ from sekisho.errors import StoreError
 from sekisho.store.audit_log import AuditLog, StoredAuditEvent
 from sekisho.store.db import Database
 
-__all__ = ["AUDIT_LOGGER", "LOG_ONLY", "AuditLineWriter", "Auditor", "audit_log", "json_line"]
+__all__ = ["AUDIT_LOGGER", "LOG_ONLY", "AuditLineWriter", "Auditor", "Subscriber", "audit_log",
+           "json_line"]
 
 AUDIT_LOGGER = "sekisho.audit"
 LOG_ONLY = frozenset({
@@ -37,6 +43,10 @@ LOG_ONLY = frozenset({
     "malicious_excess_404", "authz_fail",
 })
 _LEVELS = {"INFO": logging.INFO, "WARN": logging.WARNING, "CRITICAL": logging.CRITICAL}
+#: ``callback(event, stored)``: ``stored`` is the chain record, None for a log-only event or
+#: a failed append. Must not block (it runs on the request's path) and should not raise.
+Subscriber = Callable[[AuditEvent, StoredAuditEvent | None], None]
+_log = logging.getLogger("sekisho.audit.subscribers")
 
 
 def audit_log(db: Database) -> AuditLog:
@@ -75,6 +85,7 @@ class Auditor:
         self._store = store
         self._writer = writer or AuditLineWriter()
         self._log_only = frozenset(log_only)
+        self._subscribers: list[Subscriber] = []
 
     @classmethod
     def for_database(
@@ -86,20 +97,36 @@ class Auditor:
     def chained(self, event: AuditEvent) -> bool:
         return self._store is not None and event.base not in self._log_only
 
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call ``callback(event, stored)`` after every event from now on (see above)."""
+        self._subscribers.append(callback)
+
     async def record(self, event: AuditEvent) -> StoredAuditEvent | None:
         """Write the log line and, unless the event is log-only, chain it in SQL. A failed
         append still writes the line (without ``seq``), then raises the StoreError."""
         if self._store is None or not self.chained(event):
             self._writer.write(event)
+            self._publish(event, None)
             return None
         try:
             stored = await self._store.append(
                 ts=event.timestamp, event=event.event, body=canonical_json(event.to_dict()))
         except StoreError:
             self._writer.write(event)
+            self._publish(event, None)
             raise
         self._writer.write(event, seq=stored.seq, hash=stored.hash)
+        self._publish(event, stored)
         return stored
+
+    def _publish(self, event: AuditEvent, stored: StoredAuditEvent | None) -> None:
+        for callback in self._subscribers:
+            try:
+                callback(event, stored)
+            except Exception as exc:  # a subscriber's bug must not fail the audited action
+                _log.error("audit subscriber %s failed on %s: %s",
+                           getattr(callback, "__qualname__", "?"), event.base,
+                           type(exc).__name__)
 
     async def verify(self) -> VerifyResult:
         """Check the whole SQL chain (an auditor without a store has nothing to check)."""

@@ -32,12 +32,14 @@ log = logging.getLogger(__name__)
 
 
 async def authenticate(
-    *, username: str, password: str, users: UserRepository, passwords: Passwords
+    *, username: str, password: str, users: UserRepository, passwords: Passwords,
+    priority: bool = False,
 ) -> User:
-    """The user whose password this is, or AuthenticationFailed. Upgrades old hashes (ST-03)."""
+    """The user whose password this is, or AuthenticationFailed. Upgrades old hashes (ST-03).
+    ``priority``: the attempt comes from a device known for this account (hash_slots)."""
     user = await _lookup(username, users)
     stored = user.password_hash if user is not None else None
-    matched = await passwords.verify(stored, password)
+    matched = await passwords.verify(stored, password, priority=priority)
     if user is None or stored is None or not matched or user.disabled:
         raise AuthenticationFailed(LOGIN_FAILED)
     if passwords.needs_rehash(stored):
@@ -59,7 +61,7 @@ async def _upgrade(
     """Re-hash with the current profile after a successful verify. Best effort: the login
     has already succeeded, and the old hash still works next time."""
     try:
-        new_hash = await passwords.hash(password)
+        new_hash = await passwords.hash(password, priority=False)
         replaced = await users.rehash_password(user.id, old_hash=stored, new_hash=new_hash)
     except (HasherBusy, StoreError) as exc:
         log.warning("password rehash skipped for user id %d: %s", user.id, type(exc).__name__)

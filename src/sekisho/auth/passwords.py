@@ -1,9 +1,10 @@
 """Argon2id password hashing on a bounded executor (ST-01..ST-03, ST-05, ST-06, LF-02).
 
 One ``argon2.PasswordHasher`` from a named profile does the work in a thread pool of ``workers``
-threads (argon2-cffi releases the GIL). At most ``workers`` hashes run at once and at most
-``queue`` more wait; beyond that a call fails at once with :class:`HasherBusy` instead of
-queueing without bound: at 64 MiB per hash, the bound is the memory bound.
+threads (argon2-cffi releases the GIL). At most ``workers`` hashes run at once (at 64 MiB per
+hash, that is the memory bound) and at most ``queue`` more wait in each of two lanes, a
+priority lane for known devices that attack traffic cannot fill (``hash_slots``); beyond that
+a call fails at once with :class:`HasherBusy` instead of queueing without bound.
 
 Passwords are NFC-normalised (PW-04) and otherwise used exactly as given: never trimmed, never
 case-folded, never truncated (PW-02). A password over ``max_length`` code points is refused
@@ -21,7 +22,6 @@ same profile, made once at start-up, so it costs what a real wrong password cost
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import secrets
@@ -29,14 +29,14 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from argon2 import Parameters, PasswordHasher, Type, extract_parameters, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from sekisho.auth.hash_slots import HashSlots
 from sekisho.config.models import PasswordSettings
-from sekisho.errors import HasherBusy, PasswordRejected
+from sekisho.errors import PasswordRejected
 
 T = TypeVar("T")
 
@@ -102,10 +102,10 @@ class Passwords:
         self.hasher = PasswordHasher.from_parameters(params)
         self.max_length = max_length
         self.workers = workers or os.cpu_count() or 1
-        self.capacity = self.workers + queue
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="argon2")
+        self.queue = queue
+        self._slots = HashSlots(workers=self.workers, queue=queue, retry_after=self._retry_after)
         self._lock = threading.Lock()
-        self._pending = 0
+        self._computed = 0
         started = time.perf_counter()
         self._dummy = self.hasher.hash(secrets.token_bytes(32))
         self._seconds = time.perf_counter() - started
@@ -126,29 +126,39 @@ class Passwords:
     @property
     def pending(self) -> int:
         """Hashes running or waiting now."""
+        return self._slots.pending
+
+    @property
+    def hashes_computed(self) -> int:
+        """Argon2 runs finished since start (hash and verify, dummy ones too): the figure
+        that shows a refused attempt cost no hash (bench/stuffing.py reads it)."""
         with self._lock:
-            return self._pending
+            return self._computed
 
     def too_long(self, password: str) -> bool:
         """Whether a password is refused before hashing (ST-05): over the cap or unencodable."""
         return self._encode(password) is None
 
-    async def hash(self, password: str) -> str:
-        """The encoded Argon2id hash (algorithm, parameters and salt included, ST-02)."""
+    async def hash(self, password: str, *, priority: bool = True) -> str:
+        """The encoded Argon2id hash (algorithm, parameters and salt included, ST-02).
+        Setting a password is a signed-in user's or an operator's act: priority by default."""
         secret = self._encode(password)
         if secret is None:
             raise PasswordRejected(
                 "too_long", f"A password can be at most {self.max_length} characters long."
             )
-        return await self._run(self.hasher.hash, secret)
+        return await self._run(self.hasher.hash, secret, priority=priority)
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
-        """Whether ``password`` matches. ``None`` runs the dummy verify and returns False."""
+    async def verify(
+        self, stored_hash: str | None, password: str, *, priority: bool = False
+    ) -> bool:
+        """Whether ``password`` matches. ``None`` runs the dummy verify and returns False.
+        ``priority``: the attempt comes from a device known for this account."""
         secret = self._encode(password)
         if secret is None:
             return False
         target = self._dummy if stored_hash is None else stored_hash
-        matched = await self._run(self._verify_sync, target, secret)
+        matched = await self._run(self._verify_sync, target, secret, priority=priority)
         return matched and stored_hash is not None
 
     def needs_rehash(self, stored_hash: str) -> bool:
@@ -159,7 +169,7 @@ class Passwords:
             return True
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._slots.close()
 
     def _encode(self, password: str) -> bytes | None:
         # Bound the normalisation work first; NFC grows a string at most 3-fold.
@@ -184,20 +194,8 @@ class Passwords:
             self._verify_sync(self._dummy, secret)
             return False
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        with self._lock:
-            if self._pending >= self.capacity:
-                raise HasherBusy(retry_after=self._retry_after())
-            self._pending += 1
-        try:
-            future = self._executor.submit(self._timed, fn, *args)
-        except BaseException:
-            self._release(None)
-            raise
-        # Released when the thread finishes, not when the caller stops waiting: a cancelled
-        # request must not free a slot while its hash is still running.
-        future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
+    async def _run(self, fn: Callable[..., T], *args: object, priority: bool) -> T:
+        return await self._slots.run(self._timed, fn, *args, priority=priority)
 
     def _timed(self, fn: Callable[..., T], *args: object) -> T:
         started = time.perf_counter()
@@ -207,12 +205,10 @@ class Passwords:
             elapsed = time.perf_counter() - started
             with self._lock:
                 self._seconds = 0.8 * self._seconds + 0.2 * elapsed
+                self._computed += 1
 
-    def _release(self, _future: object) -> None:
+    def _retry_after(self, pending: int) -> int:
+        """Seconds until ``pending`` hashes have likely drained; at least 1."""
         with self._lock:
-            self._pending -= 1
-
-    def _retry_after(self) -> int:
-        """Seconds until the backlog has likely drained; at least 1. Caller holds the lock."""
-        rounds = self._pending / self.workers + 1
-        return max(1, math.ceil(self._seconds * rounds))
+            seconds = self._seconds
+        return max(1, math.ceil(seconds * (pending / self.workers + 1)))

@@ -6,7 +6,9 @@ Rules, in order, each a flat ``if bad: raise PasswordRejected(reason, message)``
 ``too_short`` fewer than ``min_length`` code points after NFC (PW-01, PW-03).
 ``context``   the whole password is derived from the user's context (PW-08c), see below.
 ``common``    the whole password is on the common-password list (PW-08b), if one is given.
-``breached``  the whole password is in the breach corpus (PW-08a), if a check is given.
+``breached``  the whole password is in the breach corpus (PW-08a), if a check is given;
+              raised as :class:`PasswordBreached`, which carries the check's verdict.
+``breach_unavailable`` no breach source could answer and this account fails closed (PW-11).
 
 There are no composition rules (PW-05) and no hints or security questions (PW-07).
 
@@ -27,7 +29,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from sekisho.auth.passwords import normalize
@@ -47,20 +50,41 @@ _LEET: dict[str, str] = {
 _WORD_SPLIT = re.compile(r"[\s._+@\-]+")
 
 
+@dataclass(frozen=True, slots=True)
+class BreachVerdict:
+    """What a breach check found. ``count``: times seen (0 when not listed); ``breached``: seen
+    at least the configured minimum; ``source``: which source said so ("offline", "online").
+    ``unavailable``: no source could answer; ``fail_closed``: refuse the password then."""
+
+    breached: bool = False
+    count: int = 0
+    source: str = ""
+    unavailable: bool = False
+    fail_closed: bool = False
+
+
 class BreachCheck(Protocol):
     """Whether a password is in a breach corpus (PW-08a, PW-10, PW-11).
 
-    Implementations receive the NFC-normalised password. They decide their own behaviour when
-    the corpus or service is unavailable (fail open or closed, PW-11) and may raise.
+    Implementations receive the NFC-normalised password and the account's groups, and decide
+    from their settings whether an unavailable source fails open or closed (PW-11).
     """
 
-    async def is_breached(self, password: str) -> bool: ...
+    async def check(self, password: str, *, groups: Sequence[str] = ()) -> BreachVerdict: ...
 
 
 class CommonCheck(Protocol):
     """Whether a password is on the common-password list (PW-08b). Gets the NFC password."""
 
     def is_common(self, password: str) -> bool: ...
+
+
+class PasswordBreached(PasswordRejected):
+    """``breached``, with the verdict (source and count) for the audit event."""
+
+    def __init__(self, verdict: BreachVerdict, message: str) -> None:
+        super().__init__("breached", message)
+        self.verdict = verdict
 
 
 def _reject(reason: str, why: str) -> PasswordRejected:
@@ -82,7 +106,8 @@ class PasswordPolicy:
         self._common = common
 
     async def check(
-        self, password: str, *, username: str, email: str = "", display_name: str = ""
+        self, password: str, *, username: str, email: str = "", display_name: str = "",
+        groups: Sequence[str] = (),
     ) -> None:
         """Raise PasswordRejected when ``password`` may not be set for this user."""
         # Bound the normalisation work before doing it; NFC grows a string at most 3-fold.
@@ -102,11 +127,14 @@ class PasswordPolicy:
             )
         if self._common is not None and self._common.is_common(nfc):
             raise _reject("common", "This is one of the most commonly used passwords.")
-        if self._breach is not None and await self._breach.is_breached(nfc):
-            raise _reject(
-                "breached",
-                "This password has appeared in a data breach, so attackers already have it.",
-            )
+        verdict = BreachVerdict() if self._breach is None else await self._breach.check(
+            nfc, groups=groups)
+        if verdict.breached:
+            raise PasswordBreached(verdict, "This password has appeared in a data breach, so "
+                                   f"attackers already have it. {GUIDANCE}")
+        if verdict.unavailable and verdict.fail_closed:
+            raise _reject("breach_unavailable", "The breached-password check cannot be reached "
+                          "right now, so no new password can be accepted. Try again later.")
 
 
 def _fold(text: str) -> str:

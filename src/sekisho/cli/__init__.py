@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sekisho import __version__
 from sekisho.app import end_user_sessions
-from sekisho.cli import audit, breach, configcmd, lockouts, serve, users
+from sekisho.cli import admin, attack, audit, breach, configcmd, lockouts, serve, users
 from sekisho.config import load_settings
 from sekisho.errors import ConfigError
 
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     users.register(sub, end_sessions=end_user_sessions)
     lockouts.register(sub)
     audit.register(sub)
+    admin.register(sub)
+    attack.register(sub)
     breach.register(sub)
     return parser
 

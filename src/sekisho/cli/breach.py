@@ -1,17 +1,27 @@
-"""`sekisho breach import|stats|check`: the offline breached-password corpus."""
+"""`sekisho breach import|stats|check|report`: the offline corpus, and the accounts caught.
+
+``report`` lists the accounts whose password was found in a breach source or on the common
+list, at login or when a new one was refused (the ``authn_password_breached`` audit events,
+through :func:`sekisho.audit.breach_report.breach_report`, which the admin page calls too).
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import json
 import sys
 import time
 import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+from sekisho.audit.breach_report import REPORT_FIELDS, BreachCatch, breach_report
 from sekisho.auth.breach import BreachCorpus, BreachError, import_corpus
+from sekisho.cli.lockouts import database, handle, printable, since_from, timestamp
 from sekisho.config import Settings
+from sekisho.store.lockout_export import csv_cell
 
 
 def register(sub: Any) -> None:
@@ -28,6 +38,41 @@ def register(sub: Any) -> None:
     check = cmds.add_parser("check", help="is a password in the corpus?")
     check.add_argument("--password-stdin", action="store_true", help="read one line")
     check.set_defaults(func=_check)
+    report = cmds.add_parser("report", help="accounts caught with a breached password")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    when = report.add_mutually_exclusive_group()
+    when.add_argument("--since", type=timestamp, help="ISO-8601 time (UTC if no offset)")
+    when.add_argument("--hours", type=float, help="the last N hours")
+    report.add_argument("--pending", action="store_true",
+                        help="only accounts that have not changed the password since")
+    report.add_argument("--limit", type=int, default=1000, help="at most this many events")
+    report.set_defaults(func=lambda args, settings: handle(_report, args, settings))
+
+
+async def _report(args: argparse.Namespace, settings: Settings) -> None:
+    async with database(settings) as db:
+        caught = await breach_report(db, since=since_from(args), limit=args.limit,
+                                     pending_only=args.pending)
+    if args.format == "json":
+        print(json.dumps([c.row() for c in caught], ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(REPORT_FIELDS)
+        for c in caught:
+            row = c.row()
+            writer.writerow([csv_cell(row[name]) for name in REPORT_FIELDS])
+    else:
+        _table(caught)
+
+
+def _table(caught: list[BreachCatch]) -> None:
+    print(f"{'WHEN (UTC)':<20} {'USER':<24} {'WHERE':<6} {'SOURCE':<8} {'COUNT':>9} CHANGED")
+    for c in caught:
+        count = "" if c.count is None else f"{c.count:,}"
+        print(f"{c.when:%Y-%m-%d %H:%M:%S} {printable(c.username or '?'):<24} {c.where:<6} "
+              f"{c.source:<8} {count:>9} {'yes' if c.changed_since else 'NO'}")
+    pending = sum(1 for c in caught if not c.changed_since)
+    print(f"{len(caught)} catch(es); {pending} not changed since")
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,15 +4,16 @@ Each handler is called as ``args.func(args, settings)`` and returns the exit cod
 success, 1 when the request is refused (no reason, no such record, not active, store error),
 2 for a configuration problem. ``unlock`` needs the secrets (the regulator's keys) and the
 state URL: it lifts the disable in the shared state, marks the record, and files one
-``authz_admin`` audit event. Text that came from clients (user agents) is printed with its
-control characters escaped, and CSV cells are defused against spreadsheet formulas.
+``authz_admin`` audit event (``audit.admin_actions.unlock_lockout``, shared with the admin
+pages and API); ``export`` files one too (``lockout.export``). Text that came from clients
+(user agents) is printed with its control characters escaped, and CSV cells are defused
+against spreadsheet formulas.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import getpass
 import json
 import os
@@ -21,20 +22,21 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TextIO
+from typing import Any
 
 from sekisho import __version__
-from sekisho.audit.events import lockout_unlocked
+from sekisho.audit.admin_actions import Origin, record_export, unlock_lockout
 from sekisho.audit.log import Auditor
+from sekisho.audit.notifier import UserNotifier
 from sekisho.auth.usernames import canonical_username
 from sekisho.config import Settings, load_secrets
 from sekisho.errors import ConfigError, InvalidUsername, NotFound, StateError, StoreError
 from sekisho.ratelimit.factory import create_regulator
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.lockout_recorder import LockoutRecorder
-from sekisho.store import Database, LockoutRecord, LockoutRepository
+from sekisho.store import Database, LockoutRecord, LockoutRepository, UserRepository
+from sekisho.store.lockout_export import write_export
 from sekisho.store.lockouts import (
-    EXPORT_FIELDS,
     LockoutNotActive,
     LockoutRequestError,
     validate_unlock,
@@ -43,7 +45,7 @@ from sekisho.store.lockouts import (
 __all__ = ["database", "printable", "register", "since_from", "timestamp"]
 
 Handler = Callable[..., Coroutine[Any, Any, None]]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CLI_ORIGIN = Origin(user_agent=f"sekisho-cli/{__version__}")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -213,13 +215,16 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
         recorder = LockoutRecorder(LockoutRepository(db), RateLimitKeys(secret),
                                    disable_after=settings.ratelimit.disable_after)
         regulator = create_regulator(settings.ratelimit, url=settings.state.url, secret=secret)
+        auditor = Auditor.for_database(db)
+        notifier = UserNotifier.from_settings(settings, users=UserRepository(db))
+        auditor.subscribe(notifier.on_audit)  # AD-02, AU-06: the user is told, as from the API
         try:
-            done = await recorder.unlock(record_id=args.id, actor=actor, reason=args.reason,
-                                         regulator=regulator)
+            done = await unlock_lockout(
+                record_id=args.id, actor=actor, reason=args.reason, recorder=recorder,
+                regulator=regulator, auditor=auditor, origin=_CLI_ORIGIN)
         finally:
             await regulator.close()
-        await Auditor.for_database(db).record(
-            lockout_unlocked(done.before, done.after, user_agent=f"sekisho-cli/{__version__}"))
+            await notifier.close()  # sends the notice before the command exits
     after = done.after
     print(f"unlocked lockout {after.id} ({printable(_who(after))}, {after.factor}) "
           f"by {printable(actor)}")
@@ -229,32 +234,15 @@ async def _unlock(args: argparse.Namespace, settings: Settings) -> None:
               "page) to lift the lock there.", file=sys.stderr)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def _write_export(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
-    if fmt == "json":
-        json.dump(rows, out, ensure_ascii=False, indent=2)
-        out.write("\n")
-        return
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_FIELDS)
-    for row in rows:
-        writer.writerow([_cell(row[name]) for name in EXPORT_FIELDS])
-
-
 async def _export(args: argparse.Namespace, settings: Settings) -> None:
     query = _query(args, settings)
     async with database(settings) as db:
         rows = await LockoutRepository(db).export(**query)
+        await record_export(auditor=Auditor.for_database(db), actor=default_actor(),
+                            fmt=args.format, count=len(rows), filters=query,
+                            origin=_CLI_ORIGIN)
     if args.output == "-":
-        _write_export(rows, args.format, sys.stdout)
+        write_export(rows, args.format, sys.stdout)
     else:
         await asyncio.to_thread(_save, args.output, rows, args.format)
     print(f"exported {len(rows)} record(s)", file=sys.stderr)
@@ -262,4 +250,4 @@ async def _export(args: argparse.Namespace, settings: Settings) -> None:
 
 def _save(path: str, rows: list[dict[str, Any]], fmt: str) -> None:
     with open(path, "w", encoding="utf-8", newline="") as out:
-        _write_export(rows, fmt, out)
+        write_export(rows, fmt, out)

@@ -20,9 +20,11 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from sekisho.auth.breach.checker import BreachChecker, build_policy
 from sekisho.auth.passwords import Passwords
 from sekisho.auth.policy import PasswordPolicy
 from sekisho.auth.usernames import InvalidUsername, canonical_group, canonical_username
+from sekisho.cli.user_notify import BadAddress, notify_address, register_notify
 from sekisho.config import Settings
 from sekisho.errors import Conflict, NotFound, PasswordRejected, StoreError
 from sekisho.store import Database, User, UserRepository
@@ -37,8 +39,8 @@ class _Refused(Exception):
 
 
 def default_policy(settings: Settings) -> PasswordPolicy:
-    # breach: pass breach= and common= here once the corpus checks exist (PW-08a/b).
-    return PasswordPolicy(settings.passwords)
+    """Length, context, the common list and the configured breach sources (PW-08)."""
+    return build_policy(settings, BreachChecker.from_settings(settings.breach))
 
 
 def register(
@@ -69,6 +71,7 @@ def register(
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=partial(_handle, _list))
     _register_groups(cmds)
+    register_notify(cmds, _handle)
 
 
 def _register_add(
@@ -77,6 +80,7 @@ def _register_add(
     add = cmds.add_parser("add", help="create a user")
     add.add_argument("username")
     add.add_argument("--email", default="")
+    add.add_argument("--notify-email", help="second address for security notices (AU-06)")
     add.add_argument("--name", default="", help="display name")
     add.add_argument("--group", action="append", default=[], help="repeat for more groups")
     source = add.add_mutually_exclusive_group()
@@ -103,7 +107,7 @@ def _handle(handler: Handler, args: argparse.Namespace, settings: Settings, **ex
         asyncio.run(handler(args, settings, **extra))
     except PasswordRejected as exc:
         print(f"password rejected ({exc.reason}): {exc.message}", file=sys.stderr)
-    except (_Refused, InvalidUsername) as exc:
+    except (_Refused, InvalidUsername, BadAddress) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except Conflict:
         print("error: a user with this name already exists", file=sys.stderr)
@@ -162,6 +166,7 @@ async def _new_hash(
 async def _add(args: argparse.Namespace, settings: Settings, *, policy: PolicyFactory) -> None:
     username = canonical_username(args.username)
     groups = [canonical_group(g) for g in args.group]
+    notify_email = notify_address(args.notify_email)
     async with _repository(settings) as users:
         if await users.get_by_username(username) is not None:
             raise Conflict("taken")
@@ -177,6 +182,7 @@ async def _add(args: argparse.Namespace, settings: Settings, *, policy: PolicyFa
             display_name=args.name,
             groups=groups,
             password_hash=password_hash,
+            notify_email=notify_email,
         )
     print(f"added user {user.username} (id {user.id})")
 
@@ -225,6 +231,7 @@ def _describe(user: User) -> dict[str, Any]:
         "username": user.username,
         "display_name": user.display_name,
         "email": user.email,
+        "notify_email": user.notify_email,
         "groups": list(user.groups),
         "disabled": user.disabled,
         "has_password": user.has_password,

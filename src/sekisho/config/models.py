@@ -8,9 +8,12 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from sekisho.config.admin import AdminSettings
 from sekisho.config.alerts import AlertSettings
 from sekisho.config.base import _Strict
 from sekisho.config.breach import BreachSettings
+from sekisho.config.mfa import MfaSettings
+from sekisho.config.notifications import NotificationPlan, NotificationSettings
 from sekisho.config.ratelimit import RateLimitSettings
 
 ARGON2_PROFILES = ("rfc9106-low-memory", "owasp-minimum")
@@ -207,6 +210,9 @@ class Settings(_Strict):
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     breach: BreachSettings = Field(default_factory=BreachSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    mfa: MfaSettings = Field(default_factory=MfaSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @model_validator(mode="after")
@@ -215,4 +221,21 @@ class Settings(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("upstreams: names must be unique")
         return self
+
+    @model_validator(mode="after")
+    def _relying_party(self) -> Settings:
+        self.mfa.check(self.server.public_origins)  # WA-02: RP ID and origins from here only
+        return self
+
+    @model_validator(mode="after")
+    def _notifications(self) -> Settings:
+        self.notification_plan()  # AU-06: a mail server, a sender and a contact, or off
+        return self
+
+    def notification_plan(self) -> NotificationPlan | None:
+        """``[notifications]`` resolved against ``[alerts.smtp]`` and the portal's origin."""
+        server = self.server
+        return self.notifications.resolve(
+            alerts_smtp=self.alerts.smtp,
+            default_portal_url=server.public_origins[0] + server.portal_prefix)
 

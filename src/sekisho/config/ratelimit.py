@@ -14,6 +14,7 @@ from typing import Any
 import limits
 from pydantic import Field, field_validator, model_validator
 
+from sekisho.config.attack import AttackSettings
 from sekisho.config.base import _Strict
 
 __all__ = ["FACTORS", "AccountBudgets", "Budget", "RateLimitSettings", "Window"]
@@ -101,6 +102,8 @@ class RateLimitSettings(_Strict):
         default_factory=lambda: _budget("300/10 minutes", "1000/hour"))
     # Attempt budgets per account and factor (RL-09).
     account: AccountBudgets = Field(default_factory=AccountBudgets)
+    # Attack mode: detectors, tighter address budgets, proof of work (docs/attack-mode.md).
+    attack: AttackSettings = Field(default_factory=AttackSettings)
 
     @field_validator("disable_after")
     @classmethod
@@ -140,4 +143,14 @@ class RateLimitSettings(_Strict):
             "account.totp": acct.totp,
             "account.recovery": acct.recovery,
             "account.passkey_options": acct.passkey_options,
+            "attack.ip": _scaled(self.ip, self.attack.ip_factor, self.attack.budgets_report_only),
+            "attack.subnet": _scaled(
+                self.subnet, self.attack.subnet_factor, self.attack.budgets_report_only),
         }
+
+
+def _scaled(budget: Budget, factor: float, report_only: bool) -> Budget:
+    """``budget`` with every window's count multiplied by ``factor`` (at least 1)."""
+    short, long = (
+        Window(count=max(1, int(w.count * factor)), seconds=w.seconds) for w in budget.windows)
+    return Budget(short=short, long=long, report_only=report_only)

@@ -1,10 +1,17 @@
-"""The reverse proxy: one long-lived aiohttp session per upstream, bodies streamed both ways.
+"""The reverse proxy: one long-lived upstream client per upstream, bodies streamed both ways.
 
-Nothing is buffered: the request body goes from ``receive`` to aiohttp as an async iterator
-(aiohttp waits for the upstream socket to drain before asking for more, and uvicorn stops
-reading the client while its buffer is full), and the response goes back chunk by chunk as
-aiohttp reads it (``send`` waits for the client socket to drain). Memory per request is a few
-socket buffers whatever the size of the bodies.
+Plain-http upstreams are served by the lean HTTP/1.1 client (``upstream_http``: asyncio
+Protocol, httptools, a keep-alive pool); https upstreams, targets with user info and every
+WebSocket go through one long-lived aiohttp session per upstream. Both hand back a response
+with the same interface (:class:`~sekisho.gateway.upstream_http.UpstreamResponse`), and both
+get their request headers from, and give their response headers to, the same
+:class:`~sekisho.gateway.headers.HeaderPolicy`.
+
+Nothing is buffered: the request body goes from ``receive`` to the client as an async iterator
+(each piece is written once the upstream socket took the previous one, and uvicorn stops
+reading the client while its buffer is full), and the response goes back chunk by chunk as it
+is read (``send`` waits for the client socket to drain; reading from the upstream pauses while
+it does). Memory per request is a few socket buffers whatever the size of the bodies.
 
 What is not done on purpose: redirects are not followed and ``Location`` is passed as the
 upstream wrote it (the upstream sees the public ``Host``, so its absolute URLs are already
@@ -24,6 +31,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 import aiohttp
+from httptools import HttpParserError, HttpParserUpgrade
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -34,6 +42,7 @@ from sekisho.gateway.errorpages import send_error
 from sekisho.gateway.headers import HeaderPolicy, Headers
 from sekisho.gateway.identity import Identity
 from sekisho.gateway.routing import Route, raw_path
+from sekisho.gateway.upstream_http import HttpUpstream, UpstreamResponse, is_lean_target
 from sekisho.gateway.websocket import relay_websocket
 
 log = logging.getLogger("sekisho.gateway.proxy")
@@ -41,6 +50,8 @@ log = logging.getLogger("sekisho.gateway.proxy")
 # aiohttp adds these when absent; the upstream must see the client's, or none.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _NO_BODY_STATUS = frozenset({204, 304})
+# What an upstream failure looks like from either client.
+_UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, ValueError, HttpParserError, HttpParserUpgrade)
 
 
 class RequestBody:
@@ -94,16 +105,33 @@ class UpstreamProxy:
         # does not hand out a connection the upstream is about to close.
         self._keepalive_timeout = keepalive_timeout
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._clients: dict[str, HttpUpstream | None] = {}
 
     async def start(self) -> None:
-        """Create the sessions now (in the running loop) rather than on first use."""
+        """Create the clients now (in the running loop) rather than on first use."""
         for upstream in self._upstreams:
             self.session(upstream)
+            self.client(upstream)
 
     async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            if client is not None:
+                client.close()
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+
+    def client(self, upstream: UpstreamSettings) -> HttpUpstream | None:
+        """The lean client for a plain-http upstream; ``None`` where aiohttp serves."""
+        try:
+            return self._clients[upstream.name]
+        except KeyError:
+            client = None
+            if is_lean_target(upstream.target):
+                client = HttpUpstream(upstream, keepalive=self._keepalive_timeout)
+            self._clients[upstream.name] = client
+            return client
 
     def session(self, upstream: UpstreamSettings) -> aiohttp.ClientSession:
         session = self._sessions.get(upstream.name)
@@ -179,16 +207,18 @@ class UpstreamProxy:
 
     async def _open(
         self, route: Route, method: str, url: str, headers: Headers, body: RequestBody | None
-    ) -> aiohttp.ClientResponse:
-        session = self.session(route.upstream)
+    ) -> UpstreamResponse:
+        client = self.client(route.upstream)
         try:
-            return await session.request(
+            if client is not None:
+                return await client.request(method, url[len(route.origin):], headers, body)
+            return await self.session(route.upstream).request(
                 method, URL(url, encoded=True), headers=headers, data=body,
                 allow_redirects=False,
             )
         except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one
             raise UpstreamTimeout(route.name) from exc
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except _UPSTREAM_ERRORS as exc:
             raise UpstreamUnavailable(route.name) from exc
 
     async def _relay(
@@ -196,7 +226,7 @@ class UpstreamProxy:
         scope: Scope,
         receive: Receive,
         send: Send,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         body: RequestBody | None,
         route: Route,
     ) -> None:
@@ -221,7 +251,7 @@ class UpstreamProxy:
                     # Only streaming responses pay for this: uvicorn's send() is silent after
                     # a disconnect, so without it a gone client would keep the upstream busy.
                     watcher = asyncio.ensure_future(_close_on_disconnect(receive, response))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except _UPSTREAM_ERRORS as exc:
             if watcher is None or not watcher.done():
                 log.warning("upstream %s failed mid-response: %s", route.name, type(exc).__name__)
             # Returning without the final message makes uvicorn drop the connection.
@@ -230,7 +260,7 @@ class UpstreamProxy:
                 watcher.cancel()
 
 
-async def _close_on_disconnect(receive: Receive, response: aiohttp.ClientResponse) -> None:
+async def _close_on_disconnect(receive: Receive, response: UpstreamResponse) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     response.close()

@@ -36,7 +36,7 @@ class SecurityHeaders:
         scope.setdefault("state", {})["csp_nonce"] = nonce
         csp = (
             f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
-            "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; worker-src 'self'; "
             "frame-ancestors 'none'; form-action 'self'"
         )
         extra = [*self._fixed, (b"content-security-policy", csp.encode())]

@@ -10,8 +10,9 @@ __all__ = ["AccountState", "Decision", "FactorState", "Reason"]
 
 #: ``ok``; ``delay`` (consecutive-failure wait, RL-02); ``disabled`` (RL-01); ``account``
 #: (attempt budget of the account or device, RL-09); ``account_ip``, ``ip``, ``subnet``,
-#: ``global`` (failure budgets, RL-05).
-Reason = Literal["ok", "delay", "disabled", "account", "account_ip", "ip", "subnet", "global"]
+#: ``global`` (failure budgets, RL-05); ``attack_ip``, ``attack_subnet`` (attack mode's).
+Reason = Literal["ok", "delay", "disabled", "account", "account_ip", "ip", "subnet", "global",
+                 "attack_ip", "attack_subnet"]
 
 
 @dataclass(frozen=True, slots=True)

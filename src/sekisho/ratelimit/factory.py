@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from sekisho.config.ratelimit import RateLimitSettings
+from sekisho.ratelimit.attack import AttackMonitor
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
 from sekisho.ratelimit.regulator import Regulator
@@ -24,9 +25,10 @@ def create_limiter(
 
 def create_regulator(
     settings: RateLimitSettings, *, url: str, secret: bytes, prefix: str = "sekisho:",
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] = time.time, attack: AttackMonitor | None = None,
 ) -> Regulator:
-    """``url`` is ``state.url`` (``memory://`` or Redis); ``secret`` the session key."""
+    """``url`` is ``state.url`` (``memory://`` or Redis); ``secret`` the session key;
+    ``attack`` the attack-mode monitor (attack.py) that the regulator feeds and consults."""
     store: FailureStore
     if url.startswith("memory://"):
         store = MemoryFailureStore(clock=clock)
@@ -40,4 +42,5 @@ def create_regulator(
         limiter=create_limiter(settings, url=url, prefix=prefix, clock=clock),
         keys=RateLimitKeys(secret),
         clock=clock,
+        attack=attack,
     )

@@ -27,6 +27,9 @@ False, so the HTTP layer can drop the cookie).
 **Report-only.** A budget with ``report_only`` (or the delay rule, ``delay_report_only``) is
 counted and reported, never enforced: the decision is allowed, with ``report_only=True`` and
 the reason and wait it would have given. Disabling is never report-only (RL-01).
+
+**Attack mode** (attack.py): every password outcome feeds its detectors; while it is on, or
+for a flagged source, the tighter ``attack.ip``/``attack.subnet`` budgets apply too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from dataclasses import dataclass, replace
 
 from sekisho.config.ratelimit import FACTORS, RateLimitSettings
 from sekisho.errors import RateLimitError
+from sekisho.ratelimit.attack import AttackMonitor
 from sekisho.ratelimit.decision import AccountState, Decision, FactorState, Reason
 from sekisho.ratelimit.keys import RateLimitKeys
 from sekisho.ratelimit.limiter import Limiter
@@ -71,6 +75,7 @@ class _Rule:
     budget: str
     key: str
     consume: bool = False
+    attack: bool = False  # only in attack mode or for a flagged source
 
 
 class Regulator:
@@ -82,8 +87,10 @@ class Regulator:
         limiter: Limiter,
         keys: RateLimitKeys,
         clock: Callable[[], float] = time.time,
+        attack: AttackMonitor | None = None,
     ) -> None:
         self._settings = settings
+        self._attack = attack if attack is not None and attack.settings.enabled else None
         self._store = store
         self._limiter = limiter
         self._keys = keys
@@ -107,6 +114,8 @@ class Regulator:
         if flagged is not None and not flagged.report_only:
             return flagged
         for rule in self._rules(acct, client_ip, factor, subject):
+            if rule.attack and not (self._attack and await self._attack.tight_for(client_ip)):
+                continue
             wait = await self._spent(rule)
             if not wait:
                 continue
@@ -129,6 +138,9 @@ class Regulator:
         now = self._clock()
         acct = self._keys.account(account)
         subject = await self._subject(acct, factor, device)
+        if self._attack is not None and factor == "password":
+            await self._attack.observe(account_key=acct, client_ip=client_ip, success=success,
+                                       device=subject.device is not None)
         if success:
             for name in (factor, *involved):
                 await self._store.reset(self._record_key(acct, name, subject.device))
@@ -176,6 +188,13 @@ class Regulator:
             )
         return AccountState(account_key=acct, factors=factors)
 
+    async def count_refusal(self, *, account: str, client_ip: str) -> None:
+        """An attempt refused unevaluated for a bad proof of work (attack mode): it costs the
+        address budgets as a failure does, never the account's counters or the global one."""
+        for rule in self._address_rules(self._keys.account(account), client_ip):
+            if rule.reason != "global":
+                await self._limiter.hit(rule.budget, rule.key)
+
     async def close(self) -> None:
         await self._store.close()
         await self._limiter.close()
@@ -222,18 +241,22 @@ class Regulator:
 
     def _address_rules(self, acct: str, client_ip: str) -> list[_Rule]:
         keys = self._keys
-        return [
+        rules = [
             _Rule("account_ip", "account_ip", keys.account_ip(acct, client_ip)),
             _Rule("ip", "ip", keys.ip(client_ip)),
             _Rule("subnet", "subnet", keys.subnet(client_ip)),
             _Rule("global", "global_failures", "all"),
         ]
+        if self._attack is not None:  # always counted, consulted only when in force
+            rules += [_Rule("attack_ip", "attack.ip", keys.ip(client_ip), attack=True),
+                      _Rule("attack_subnet", "attack.subnet", keys.subnet(client_ip), attack=True)]
+        return rules
 
     def _known_refusal(self, acct: str, client_ip: str) -> Decision | None:
         """A refusal from an address budget this process already knows is spent: the
         cheap answer to a flood (no store round trip). Anything else returns None."""
         for rule in self._address_rules(acct, client_ip):
-            if self._report_only[rule.budget]:
+            if self._report_only[rule.budget] or rule.attack:
                 continue
             wait = self._limiter.known_retry_after(rule.budget, rule.key)
             if wait:

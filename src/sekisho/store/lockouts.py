@@ -29,7 +29,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -229,7 +229,7 @@ class LockoutRepository:
             _dialect_insert(conn.dialect.name)(_T).values(**values)
             .on_conflict_do_nothing(
                 index_elements=[_T.c.account_key, _T.c.factor],
-                index_where=_T.c.state == "active")
+                index_where=text("state = 'active'"))
             .returning(_T.c.id)
         )
         new_id = (await conn.execute(stmt)).scalar_one_or_none()

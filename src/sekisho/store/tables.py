@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -20,11 +21,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 
@@ -70,6 +73,8 @@ users = Table(
     Column("username", String(USERNAME_LENGTH), nullable=False, unique=True),
     Column("display_name", String(256), nullable=False, default=""),
     Column("email", String(320), nullable=False, default=""),
+    # AU-06: a second address for security notices (NULL: none); ``email`` is the first.
+    Column("notify_email", String(320), nullable=True),
     Column("disabled", Boolean, nullable=False, default=False),
     # NULL: no password set (passkey-only users, or not yet enrolled).
     Column("password_hash", String(512), nullable=True),
@@ -165,4 +170,65 @@ audit_events = Table(
     Column("body", Text, nullable=False),
     Column("prev_hash", String(HASH_LENGTH), nullable=False, unique=True),
     Column("hash", String(HASH_LENGTH), nullable=False, unique=True),
+)
+
+# -- second factors (issue 4: TO-*, WA-*, RC-*; ST-07) -------------------------------------
+
+CREDENTIAL_ID_LENGTH = 1023  # WA-05: longer IDs are refused
+PASSKEY_NAME_LENGTH = 64
+
+# One TOTP authenticator per user. ``sealed`` is the seed under AES-256-GCM (auth.sealing),
+# bound to the user id: never base32, never readable without the data key (ST-07).
+totp_secrets = Table(
+    "totp_secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           unique=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    # Ids are never reused (a replacement's replay record starts afresh; audit ids stay unique).
+    sqlite_autoincrement=True,
+)
+
+# The WebAuthn user handle (user.id in the ceremonies): 32 random bytes, no personal data.
+webauthn_user_handles = Table(
+    "webauthn_user_handles",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("handle", LargeBinary(64), nullable=False, unique=True),
+)
+
+webauthn_credentials = Table(
+    "webauthn_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    # Unique across all users (WA-05).
+    Column("credential_id", LargeBinary(CREDENTIAL_ID_LENGTH), nullable=False, unique=True),
+    Column("public_key", LargeBinary, nullable=False),  # COSE_Key bytes
+    Column("sign_count", BigInteger, nullable=False),  # unsigned 32-bit in the spec
+    Column("transports", JSON, nullable=False),
+    Column("name", String(PASSKEY_NAME_LENGTH), nullable=False),
+    Column("backup_eligible", Boolean, nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# Keyed hashes (HMAC-SHA-256, hex) of the recovery codes; ``used_at`` set once (RC-02).
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("code_hash", String(HASH_LENGTH), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    UniqueConstraint("user_id", "code_hash", name="uq_recovery_codes_user_id"),
 )

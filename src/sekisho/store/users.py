@@ -36,10 +36,21 @@ class User:
     compromised: bool
     created_at: datetime
     updated_at: datetime
+    notify_email: str | None = None  # AU-06: the second notification address
 
     @property
     def has_password(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def notify_addresses(self) -> tuple[str, ...]:
+        """Where security notices go: ``email`` and ``notify_email``, blanks and repeats
+        (ignoring case) left out."""
+        found: dict[str, str] = {}
+        for address in (self.email, self.notify_email or ""):
+            if address.strip():
+                found.setdefault(address.strip().lower(), address.strip())
+        return tuple(found.values())
 
 
 def _utcnow() -> datetime:
@@ -74,6 +85,7 @@ def _fold(rows: Iterable[Row[Any]]) -> builtins.list[User]:
             compromised=bool(row.compromised),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            notify_email=row.notify_email,
         )
         for row, groups in found.values()
     ]
@@ -102,12 +114,14 @@ class UserRepository:
         display_name: str = "",
         groups: Sequence[str] = (),
         password_hash: str | None = None,
+        notify_email: str | None = None,
     ) -> User:
         """Create a user. Raises Conflict when the (canonical) username is taken."""
         now = self._clock()
         values = {
             "username": username,
             "email": email,
+            "notify_email": notify_email,
             "display_name": display_name,
             "disabled": False,
             "password_hash": password_hash,
@@ -159,6 +173,11 @@ class UserRepository:
         async with self._tx(write=True) as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
+
+    async def set_notify_email(self, user_id: int, address: str | None) -> None:
+        """The second notification address (AU-06); None removes it. The caller checks
+        the address (``config.notifications.is_mailbox``)."""
+        await self._update(user_id, notify_email=address)
 
     async def set_disabled(self, user_id: int, disabled: bool) -> None:
         await self._update(user_id, disabled=disabled)

@@ -6,7 +6,7 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -17,7 +17,9 @@ from sekisho.auth.sessions import Session
 from sekisho.errors import AuthenticationFailed, HasherBusy
 from sekisho.gateway.i18n import translate
 from sekisho.gateway.portal.attempts import Attempt, Attempts
+from sekisho.gateway.portal.breach_gate import login_restriction
 from sekisho.gateway.portal.forms import check_same_origin, read_form
+from sekisho.gateway.portal.pow_gate import STATE_KEY, PowGate
 from sekisho.gateway.portal.render import language, render
 from sekisho.gateway.redirects import origins_for, safe_return_to
 from sekisho.gateway.services import Services
@@ -27,6 +29,12 @@ from sekisho.store.users import User
 log = logging.getLogger("sekisho.portal")
 
 
+class AfterPassword(Protocol):
+    async def __call__(
+        self, request: Request, *, user: User, next_url: str, restriction: str = ""
+    ) -> Response: ...
+
+
 class Pages:
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -34,13 +42,20 @@ class Pages:
         self.home = f"{self.prefix}/"
         self.same_origin = origins_for(services.settings.server.public_origins)
         self.attempts = Attempts(services)
+        self.pow_gate = PowGate(services)  # attack mode's proof of work (pow_gate.py)
+        # What follows a verified password; the MFA portal sets its second step here
+        # (mfa_login.py: a pending session and the MFA page, LF-06).
+        self.after_password: AfterPassword = self._start_session
 
-    async def current(self, request: Request) -> Session | None:
+    async def current(self, request: Request, *, restricted: bool = False) -> Session | None:
+        """The active session; one restricted to a single page (PW-12) only if asked for."""
         token = request.cookies.get(self.s.cookies.session)
         if not token:
             return None
         session = await self.s.sessions.resolve(token)
-        return session if session is not None and session.state == "active" else None
+        if session is None or session.state != "active":
+            return None
+        return session if restricted or not session.restriction else None
 
     def _page(self, request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
         lang = language(request, self.s.cookies.lang)
@@ -60,6 +75,7 @@ class Pages:
         notice = ""
         if request.query_params.get("logged_out") == "1":
             notice = translate(language(request, self.s.cookies.lang), "logout.done")
+        await self.pow_gate.prepare(request)
         return self._login_page(request, next_url=next_url, notice=notice)
 
     def _login_page(
@@ -71,6 +87,7 @@ class Pages:
         response = self._page(
             request, "login.html", status, csrf_token=self.s.csrf.issue("login:" + pre),
             next=next_url, message=message, username=username, notice=notice,
+            pow=getattr(request.state, STATE_KEY, None),
         )
         response.headers.append("set-cookie", self.s.cookies.set(self.s.cookies.pre, pre))
         return response
@@ -94,12 +111,16 @@ class Pages:
         decision = await self.attempts.before(attempt)
         if not decision.allowed:
             return self._refused(request, decision, next_url=next_url, username=username)
+        if (held := await self.pow_gate.hold(request, form, attempt)) is not None:
+            return self._login_page(  # attack mode: no proof of work, nothing evaluated
+                request, next_url=next_url, status=429, username=username, message=held)
         try:
             user = await authenticate(
                 username=username,
                 password=form.get("password", ""),
                 users=self.s.users,
                 passwords=self.s.passwords,
+                priority=attempt.device is not None,  # known devices never queue behind attacks
             )
         except AuthenticationFailed:
             after = await self.attempts.failed(attempt)
@@ -115,7 +136,11 @@ class Pages:
             response.headers["retry-after"] = str(exc.retry_after)
             return response
         await self.attempts.succeeded(attempt, user)
-        return await self._start_session(request, user=user, next_url=next_url)
+        restriction = await login_restriction(  # PW-12: a breached password quarantines
+            self.s, user=user, password=form.get("password", ""),
+            client_ip=attempt.client_ip, user_agent=attempt.user_agent)
+        return await self.after_password(
+            request, user=user, next_url=next_url, restriction=restriction)
 
     def _device(self, request: Request, username: str) -> str | None:
         return self.s.devices.verify(
@@ -177,7 +202,7 @@ class Pages:
         check_same_origin(request, origins=self.same_origin)
         form = await read_form(request, limit=self.s.settings.server.max_body_bytes_portal)
         token = request.cookies.get(self.s.cookies.session, "")
-        session = await self.current(request)
+        session = await self.current(request, restricted=True)
         if session is None or not self.s.csrf.verify(form.get("csrf_token"), binding=session.key):
             if session is not None:
                 log.warning("malicious_csrf", extra={"event": "malicious_csrf", "path": "logout"})
@@ -190,9 +215,11 @@ class Pages:
         return response
 
     async def account(self, request: Request) -> Response:
-        session = await self.current(request)
+        session = await self.current(request, restricted=True)
         if session is None:
             return RedirectResponse(f"{self.prefix}/login?next={self.home}", status_code=303)
+        if session.restriction:  # the one page a restricted session may use
+            return RedirectResponse(f"{self.prefix}/password", status_code=303)
         expires = datetime.fromtimestamp(session.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         apps = [
             {"name": u.name, "url": _app_url(u.hosts, u.path_prefix)}
