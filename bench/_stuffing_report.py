@@ -152,7 +152,10 @@ def figures(*, attack: dict[str, Any], legit: dict[str, Any], samples: list[dict
         "attempts": attack["attempts"],
         "attempts_per_s": round(attack["attempts"] / seconds, 1),
         "attempts_per_s_median_second": median(per_second) if per_second else 0,
-        "attempts_per_s_worst_second": min(per_second) if per_second else 0,
+        # Once every attack attempt is refused: the rate the gateway sustains.
+        "attempts_per_s_refusal_phase": {
+            "median": median(per_second[last_eval + 1:] or [0]),
+            "p10": quantile([float(v) for v in per_second[last_eval + 1:]], 0.1)},
         "list_replayed_once": attack["list_replayed_once"],
         "outcomes": totals,
         "accounts_taken_over": attack["accounts_taken_over"],
@@ -162,6 +165,10 @@ def figures(*, attack: dict[str, Any], legit: dict[str, Any], samples: list[dict
         "legit_refused_statuses": sorted({r["status"] for r in logins if not r["ok"]}),
         "legit_ms_during_attack": _latency(during),
         "legit_ms_baseline": _latency(base),
+        "legit_by_phase": {
+            "hash_phase": _phase(_window_logins(logins, ta0, ta0 + last_eval + 1)),
+            "refusal_phase": _phase(_window_logins(logins, ta0 + last_eval + 1, ta0 + seconds)),
+        },
         "argon2_hashes_run": round(hashes), "argon2_hashes_legit": legit_hashes,
         "argon2_hashes_attack": attack_hashes,
         "attack_attempts_evaluated": evaluated,
@@ -190,6 +197,11 @@ def _latency(records: list[dict[str, Any]]) -> dict[str, float]:
         out[f"{key}_p95"] = round(quantile(values, 0.95), 1)
         out[f"{key}_max"] = round(max(values, default=float("nan")), 1)
     return out
+
+
+def _phase(records: list[dict[str, Any]]) -> dict[str, Any]:
+    refused = [r["status"] for r in records if not r["ok"]]
+    return {**_latency(records), "refused": len(refused), "refused_statuses": sorted(set(refused))}
 
 
 def _other_load(samples: list[dict[str, Any]]) -> dict[str, float]:

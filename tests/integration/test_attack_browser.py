@@ -43,10 +43,13 @@ def gateways(tmp_path: Path) -> Iterator[Gateways]:
         yield running
 
 
-def open_login(browser: Any, gateways: Gateways, **context: Any) -> tuple[Any, list[str]]:
+def open_login(browser: Any, gateways: Gateways, *, init_script: str = "",
+               **context: Any) -> tuple[Any, list[str]]:
     """A fresh browser (context) on the login page; console errors are collected (a CSP
     violation, a worker that fails to load, a script error)."""
     page = browser.new_context(**context).new_page()
+    if init_script:
+        page.add_init_script(init_script)
     page.route("**/favicon.ico", lambda route: route.fulfill(status=204))  # not the gateway's
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -99,5 +102,22 @@ def test_without_javascript_the_page_explains(browser: Any, gateways: Gateways) 
         page.fill("#password", PASSWORD)
         page.click("button[type=submit]")
         assert "has to be checked" in page.locator("main").inner_text()
+    finally:
+        page.context.close()
+
+
+def test_without_workers_the_page_solves_in_slices(browser: Any, gateways: Gateways) -> None:
+    """No Web Worker (an old browser, a stricter policy): the page solves on its main thread,
+    a slice at a time, and the login still goes through."""
+    page, errors = open_login(browser, gateways, init_script="delete window.Worker;")
+    try:
+        page.wait_for_selector("form[data-altcha-took]")
+        assert page.get_attribute("form", "data-altcha-mode") == "page"
+        page.fill("#username", "alice")
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation(url="**/"):
+            page.click("button[type=submit]")
+        assert '"path": "/"' in page.content()
+        assert errors == []
     finally:
         page.context.close()

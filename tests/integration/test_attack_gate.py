@@ -27,6 +27,7 @@ from tests.integration.attack_stack import (
     trip,
 )
 from tests.integration.stack import PASSWORD, Stack
+from tests.integration.test_login_flow import HTML, csrf_from
 from tests.ratelimit.attack_helpers import solve
 
 from sekisho.audit.log import audit_log
@@ -106,6 +107,39 @@ def test_refused_proofs_of_work_cost_no_hash_and_say_nothing_of_the_account(
                                       "pow_missing", "pow_replayed"])
     assert not any(PASSWORD in r.getMessage() or WRONG in r.getMessage()
                    for r in caplog.records)
+
+
+def test_the_recovery_form_has_the_same_gate(gateways: Gateways) -> None:
+    """Issue 3 item 4: recovery (code + password, RL-07) is another password pathway (LF-07):
+    in attack mode it carries the challenge too, and without a solution nothing is hashed."""
+    stack = gateways.stacks[0]
+    trip(stack)
+    with client(stack) as c:
+        page = c.get("/_sekisho/recover", headers=HTML)
+        assert challenge_of(page.text) is not None and "altcha-solver.js" in page.text
+        before = gateways.hashes
+        held = c.post("/_sekisho/recover", data={
+            "csrf_token": csrf_from(page.text), "username": "alice", "password": PASSWORD,
+            "code": "AAAA-AAAA-AAAA-AAAA-AAAA-AAAA"})
+        assert held.status_code == 429 and "has to be checked" in held.text
+        assert challenge_of(held.text) is not None
+        assert gateways.hashes == before
+
+
+def test_admins_see_attack_mode(gateways: Gateways) -> None:
+    """Issue 3 item 4: attack mode is shown to admins, on the lockouts page and in the API."""
+    stack = gateways.stacks[0]
+    stack.add_user("root", PASSWORD, groups=["sekisho-admins"])
+    with client(stack) as c:
+        assert post_login(c, login_page(c), "root", PASSWORD).status_code == 303
+        assert 'id="attack-mode"' in c.get("/_sekisho/admin/lockouts", headers=HTML).text
+        assert c.get("/_sekisho/api/v1/attack").json()["active"] is False
+        trip(stack)
+        page = c.get("/_sekisho/admin/lockouts", headers=HTML).text
+        assert "Attack mode is on." in page and "203.0.113.9" in page
+        status = c.get("/_sekisho/api/v1/attack").json()
+        assert status["active"] is True
+        assert "203.0.113.9" in {f["source"] for f in status["flagged"]}
 
 
 def test_known_device_bypasses_the_gate(gateways: Gateways) -> None:

@@ -5,15 +5,14 @@ notifier.on_audit)``), so each audited change notifies wherever it happens — p
 API, CLI — with no page code involved. ``notify_events`` says which events; ``notify_messages``
 what the mail says; ``notify_mail`` how it leaves.
 
-- **Never on the request's path.** ``on_audit`` / ``notify`` only append to a bounded queue;
-  a background task (``start``/``close``, with the app's lifespan) looks the user up, renders
-  and sends. A full queue drops the new notice with a log line.
-- **One message per user per burst.** The worker waits ``settle`` seconds after the first
-  notice, so what one request files (a recovery code used and the locks it lifted) goes out
-  as one message, to all of the user's addresses at once (``User.notify_addresses``).
-- **Retries.** A failed send is tried again after ``retry_backoff``, doubling, up to
-  ``retries`` times; a permanent refusal (SMTP 5xx) is not retried. Then the notice is given
-  up with a log line.
+- **Never on the request's path.** ``on_audit``/``notify`` only append to a bounded queue
+  (full: the new notice is dropped with a log line); a task started with the app's lifespan
+  looks the user up, renders and sends.
+- **One message per user per burst**, to all of the user's addresses (``notify_addresses``):
+  the worker waits ``settle`` seconds after a first notice, so what one request files (a
+  recovery code used and the locks it lifted) goes out together.
+- **Retries** after ``retry_backoff``, doubling, ``retries`` times; none after a permanent
+  refusal (SMTP 5xx). Then the notice is given up with a log line.
 - **Logs name the user id, never an address** (personal data) nor a message's content.
 - **close()** sends what is queued at once and gives pending retries one last try, within
   ``close_timeout``; whatever is left is logged as lost.
@@ -88,7 +87,8 @@ class UserNotifier:
         settle: float = 1.0, close_timeout: float = 10.0, clock: Clock | None = None,
     ) -> None:
         if min(max_pending, retry_backoff, close_timeout) <= 0 or min(retries, settle) < 0:
-            raise ValueError("max_pending, retry_backoff and close_timeout must be > 0")
+            raise ValueError("max_pending, retry_backoff, close_timeout must be > 0; "
+                             "retries, settle >= 0")
         self._transport = transport
         self._users = users
         self._sender, self._contact = sender, contact

@@ -81,6 +81,7 @@ class AdminApi:
             Route(f"{b}/audit", wrap(self.audit), methods=["GET"]),
             Route(f"{b}/audit/verify", wrap(self.verify), methods=["GET"]),
             Route(f"{b}/stats", wrap(self.stats), methods=["GET"]),
+            Route(f"{b}/attack", wrap(self.attack), methods=["GET"]),
             Route(f"{b}/breaches", wrap(breaches_api(self.s)), methods=["GET"]),
             Route(f"{b}/csrf", wrap(self.csrf), methods=["GET"]),
         ]
@@ -200,6 +201,10 @@ class AdminApi:
         result = await self.s.auditor.verify()
         return JSONResponse({"ok": result.ok, "checked": result.checked, "head": result.head,
                              "broken_at": result.broken_at, "problem": result.problem})
+
+    async def attack(self, request: Request, who: AdminPrincipal) -> Response:
+        """Attack mode: on or off, since/until, why, flagged sources (docs/attack-mode.md)."""
+        return JSONResponse((await self.s.attack.status()).to_dict())
 
     async def stats(self, request: Request, who: AdminPrincipal) -> Response:
         params, now = request.query_params, datetime.now(UTC)

@@ -96,7 +96,8 @@ class LockoutPages(AdminView):
         path = f"{self.base}/lockouts"
         return self.page(
             request, "admin_lockouts.html", who, status=status, nav="lockouts",
-            problem=problem, form=dict(params), records=records[:size], page=page,
+            attack=await self.s.attack.status(), problem=problem, form=dict(params),
+            records=records[:size], page=page,
             newer=self.link(path, {**keep, "page": str(page - 1)}) if page > 1 else "",
             older=self.link(path, {**keep, "page": str(page + 1)})
             if len(records) > size else "",

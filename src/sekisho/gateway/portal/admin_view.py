@@ -3,7 +3,7 @@ and the checks in front of every admin form post (CR-01, CR-02, AD-05)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -27,9 +27,13 @@ from sekisho.store.lockouts import LockoutRepository
 __all__ = ["AdminView", "when"]
 
 
-def when(value: datetime | None) -> str:
-    """A time as admin pages show it: UTC, to the second."""
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+def when(value: datetime | float | None) -> str:
+    """A time (or a Unix timestamp) as admin pages show it: UTC, to the second."""
+    if value is None:
+        return "-"
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 class AdminView:

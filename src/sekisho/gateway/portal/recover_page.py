@@ -25,6 +25,7 @@ from sekisho.errors import AuthenticationFailed, HasherBusy
 from sekisho.gateway.portal.breach_gate import login_restriction
 from sekisho.gateway.portal.mfa_base import MfaBase, log
 from sekisho.gateway.portal.mfa_login import CODE_LIMIT
+from sekisho.gateway.portal.pow_gate import STATE_KEY
 from sekisho.gateway.portal.self_unlock import self_unlock
 
 
@@ -34,12 +35,13 @@ class RecoverPage(MfaBase):
         pre = secrets.token_urlsafe(16)  # a fresh pre-session binding, as on the login page
         response = self.page(request, "recover.html", status,
                              csrf_token=self.s.csrf.issue("recover:" + pre), message=message,
-                             username=username)
+                             username=username, pow=getattr(request.state, STATE_KEY, None))
         response.headers.append("set-cookie", self.s.cookies.set(self.s.cookies.pre, pre))
         return response
 
     async def show(self, request: Request) -> Response:
         """GET /recover."""
+        await self.pages.pow_gate.prepare(request)
         return self._form(request)
 
     async def recover(self, request: Request) -> Response:
@@ -57,6 +59,9 @@ class RecoverPage(MfaBase):
                                   message=self.throttled_message(request, decision))
             response.headers["retry-after"] = str(decision.retry_after)
             return response
+        if (held := await self.pages.pow_gate.hold(request, form, attempt)) is not None:
+            # attack mode: no proof of work, nothing evaluated (as on the login page)
+            return self._form(request, status=429, username=username, message=held)
         failed = self.t(request, "mfa.recover.failed")
         try:
             user = await authenticate(username=username, password=form.get("password", ""),
