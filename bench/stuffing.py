@@ -49,7 +49,7 @@ import _stuffing_setup as setup
 from _stuffing_run import Client, Sampler, set_group_niceness
 
 from sekisho.auth.passwords import DEFAULT_PROFILE
-from sekisho.config import load_settings
+from sekisho.config import load_settings, validate_settings
 
 HERE = Path(__file__).resolve().parent
 # Niceness: the attacker yields to the gateway (its CPU is not the gateway's in real life).
@@ -101,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a small, short smoke run")
     p.add_argument("--output", type=Path, help="results JSON (default bench/results/"
                    "stuffing.json, stuffing-quick.json with --quick)")
+    p.add_argument("--recompute", type=Path, metavar="JSON",
+                   help="derive the figures and the plot again from a results file's series "
+                        "(after a change to their definitions), and rewrite it")
     if "--quick" in (sys.argv[1:] if argv is None else argv):
         p.set_defaults(**QUICK)
     args = p.parse_args(argv)
@@ -209,18 +212,45 @@ def _measure(args: argparse.Namespace, plan: setup.Plan, settings: Any,
     fig = report.figures(attack=attack, legit=crowd, samples=sampler.samples, t0=t0,
                          idle_start=-args.idle, settings=settings, plan=plan,
                          list_stats=inputs["list"])
-    title = (f"Credential stuffing: {plan.combos:,} pairs from {plan.sources:,} addresses, "
-             f"{plan.legit} legit users")
-    svg = args.output.with_suffix(".svg")
-    svg.write_text(plot.svg(attack=attack, legit=crowd, samples=sampler.samples, t0=t0,
-                            title=title))
-    plot.png(svg, svg.with_suffix(".png"))
-    return {"figures": fig, "targets": report.targets(fig), "list": inputs["list"],
+    title = title_of(plan)
+    write_plot(args.output, attack=attack, legit=crowd, samples=sampler.samples, t0=t0,
+               title=title)
+    return {"t0": t0, "figures": fig, "targets": report.targets(fig), "list": inputs["list"],
             "foreign_load_before_start_cores": round(other, 2), "attack": {
                 k: v for k, v in attack.items() if k != "buckets"},
             "series": {"attack_buckets": attack["buckets"], "samples": sampler.samples,
                        "legit_logins": [{**r, "t": round(r["t"] - t0, 3)}
                                         for r in crowd["logins"]]}}
+
+
+def title_of(plan: setup.Plan) -> str:
+    return (f"Credential stuffing: {plan.combos:,} pairs from {plan.sources:,} addresses, "
+            f"{plan.legit} legit users")
+
+
+def write_plot(output: Path, **series: Any) -> None:
+    svg = output.with_suffix(".svg")
+    svg.write_text(plot.svg(**series))
+    plot.png(svg, svg.with_suffix(".png"))
+
+
+def recompute(path: Path) -> dict[str, Any]:
+    """The figures, targets and plot of a results file, derived again from its series."""
+    out: dict[str, Any] = json.loads(path.read_text())
+    saved = argparse.Namespace(**out["method"]["args"])
+    plan = plan_of(saved)
+    t0 = out.get("t0", out["attack"]["t0"] - saved.baseline)
+    attack = {**out["attack"], "buckets": out["series"]["attack_buckets"]}
+    legit = {"logins": [{**r, "t": r["t"] + t0} for r in out["series"]["legit_logins"]]}
+    samples = out["series"]["samples"]
+    # The run's config set no [ratelimit] key: the defaults of this checkout apply.
+    settings = validate_settings({"passwords": {"argon2_profile": saved.profile}})
+    fig = report.figures(attack=attack, legit=legit, samples=samples, t0=t0,
+                         idle_start=-saved.idle, settings=settings, plan=plan,
+                         list_stats=out["list"])
+    out.update(figures=fig, targets=report.targets(fig), t0=t0)
+    write_plot(path, attack=attack, legit=legit, samples=samples, t0=t0, title=title_of(plan))
+    return out
 
 
 def method(args: argparse.Namespace, pin: h.Pinning) -> dict[str, Any]:
@@ -275,6 +305,11 @@ def _p(phase: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.recompute:
+        out = recompute(args.recompute)
+        args.recompute.write_text(json.dumps(out, indent=1) + "\n")
+        print("\n".join(summary_lines(out)))
+        return 0
     h.exit_on_sigterm()
     pin = h.Pinning.choose(enabled=args.pin_gateway)
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
-import os
 from collections import Counter
 
 import pytest
@@ -88,15 +87,15 @@ def test_bound_takes_the_tightest_budget_over_the_attack() -> None:
     assert report.window_cap(rl.global_failures, 60) == rl.global_failures.short.count
     assert report.window_cap(rl.global_failures, 1200) == min(
         2 * rl.global_failures.short.count, rl.global_failures.long.count)
-    out = report.bound(settings, seconds=60, sources=1000, subnets=250, valid_share=0.02)
+    out = report.bound(settings, seconds=60, sources=1000, subnets=250, valid_share=0.02,
+                       concurrency=64)
     assert out["binding"] == "global"
-    in_flight = (settings.passwords.hash_workers or os.cpu_count() or 1) + \
-        settings.passwords.hash_queue
-    assert out["failures_bound"] == rl.global_failures.short.count + in_flight
+    assert out["failures_bound"] == rl.global_failures.short.count + 64
     mean = out["failures_bound"] * 0.02 / 0.98
     assert out["takeovers_expected_at_bound"] == pytest.approx(mean, abs=0.1)
     assert math.ceil(mean) <= out["takeovers_bound_q999"] <= 3 * math.ceil(mean)
-    few = report.bound(settings, seconds=60, sources=3, subnets=1, valid_share=0.02)
+    few = report.bound(settings, seconds=60, sources=3, subnets=1, valid_share=0.02,
+                       concurrency=8)
     assert few["binding"] == "per_address"
 
 

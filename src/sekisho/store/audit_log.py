@@ -13,6 +13,7 @@ the store sits below the audit package (``audit.log.audit_log(db)`` builds one).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 from collections.abc import Callable
@@ -85,6 +86,11 @@ class AuditLog:
         self._db = db
         self._link_hash = link_hash
         self._genesis = genesis
+        # One append at a time per process: appends queue here, cheaply, instead of on the
+        # database's write lock, where a busy event loop could hold SQLite's lock across many
+        # iterations and make other writers time out (a verified login answered 500). Across
+        # processes, PostgreSQL's advisory lock below and SQLite's own lock still apply.
+        self._append_lock = asyncio.Lock()
 
     def _tx(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._db.guarded(
@@ -97,7 +103,7 @@ class AuditLog:
         ``ts`` and ``event`` repeat what it says, for filtering."""
         if not event or len(event) > AUDIT_EVENT_LENGTH:
             raise StoreError(f"audit event name must be 1-{AUDIT_EVENT_LENGTH} characters")
-        async with self._tx(write=True) as conn:
+        async with self._append_lock, self._tx(write=True) as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:id)"), {"id": _APPEND_LOCK_ID})
