@@ -215,7 +215,7 @@ def test_create_sinks_reads_secret_files(tmp_path: Path) -> None:
     assert webhook._url == "https://hooks.slack.example/services/T0/B0/XYZ"
     assert webhook._headers["Authorization"] == "Bearer s3cr3t"
     assert smtp.name == "smtp mail.example.com:465"
-    assert smtp._password == "hunter2"
+    assert smtp._server._password == "hunter2"
     assert create_sinks(AlertSettings(enabled=False)) == []
     assert [s.name for s in create_sinks(AlertSettings())] == ["log"]
 

@@ -13,7 +13,6 @@ import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from sekisho.audit.alert_formats import (
     render_teams,
 )
 from sekisho.audit.alerts import AlertDeliveryError, AlertSink, Digest
+from sekisho.audit.smtp import SmtpServer, load_ssl_context, read_secret_file
 from sekisho.config.alerts import AlertSettings, SmtpSettings, WebhookSettings, check_webhook_url
 from sekisho.errors import ConfigError
 
@@ -96,18 +96,14 @@ class SmtpSink:
         username: str | None = None, password: str | None = None, timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None, subject_prefix: str = "[Sekisho]",
     ) -> None:
-        if (username is None) != (password is None):
-            raise ValueError("username and password go together")
-        self._host, self._port, self._security = host, port, security
+        self._server = SmtpServer(host=host, port=port, security=security, username=username,
+                                  password=password, timeout=timeout, ssl_context=ssl_context)
         self._sender, self._to = sender, list(to)
-        self._username, self._password = username, password
-        self._timeout = timeout
-        self._ssl = ssl_context or ssl.create_default_context()
         self._subject_prefix = subject_prefix
 
     @property
     def name(self) -> str:
-        return f"smtp {self._host}:{self._port}"
+        return self._server.name
 
     async def send(self, digest: Digest) -> None:
         msg = render_mail(digest, sender=self._sender, to=self._to,
@@ -119,7 +115,7 @@ class SmtpSink:
 
     def _deliver(self, msg: EmailMessage) -> None:
         try:
-            refused = self._transact(msg)
+            refused = self._server.transact(msg, sender=self._sender, recipients=self._to)
         except smtplib.SMTPResponseException as exc:
             raise AlertDeliveryError(
                 f"{self.name}: {type(exc).__name__} (SMTP {exc.smtp_code})") from None
@@ -128,20 +124,6 @@ class SmtpSink:
         if refused:
             log.warning("alerts: %s refused %d of %d recipients", self.name, len(refused),
                         len(self._to))
-
-    def _transact(self, msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
-        smtp: smtplib.SMTP
-        if self._security == "ssl":
-            smtp = smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout,
-                                    context=self._ssl)
-        else:
-            smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
-        with smtp:
-            if self._security == "starttls":
-                smtp.starttls(context=self._ssl)
-            if self._username is not None and self._password is not None:
-                smtp.login(self._username, self._password)
-            return smtp.send_message(msg, from_addr=self._sender, to_addrs=self._to)
 
 
 class LogSink:
@@ -183,7 +165,7 @@ def _webhook(cfg: WebhookSettings, problems: list[str]) -> WebhookSink | None:
     key = "alerts.webhook"
     url = cfg.url.get_secret_value().strip() if cfg.url is not None else None
     if cfg.url_file is not None:
-        url = _read_secret(cfg.url_file, f"{key}.url_file", problems)
+        url = read_secret_file(cfg.url_file, f"{key}.url_file", problems)
         if url is not None:
             try:
                 url = check_webhook_url(url)
@@ -191,10 +173,10 @@ def _webhook(cfg: WebhookSettings, problems: list[str]) -> WebhookSink | None:
                 problems.append(f"{key}.url_file: the URL in it {exc}")
     headers = {name: value.get_secret_value() for name, value in cfg.headers.items()}
     for name, path in cfg.header_files.items():
-        value = _read_secret(path, f"{key}.header_files.{name}", problems)
+        value = read_secret_file(path, f"{key}.header_files.{name}", problems)
         if value is not None:
             headers[name] = value
-    context = _ssl_context(cfg.ca_file, f"{key}.ca_file", problems) if cfg.ca_file else None
+    context = load_ssl_context(cfg.ca_file, f"{key}.ca_file", problems) if cfg.ca_file else None
     if url is None or len(problems) > start:
         return None
     return WebhookSink(url=url, format=cfg.format, timeout=cfg.timeout, headers=headers,
@@ -205,34 +187,10 @@ def _smtp(cfg: SmtpSettings, problems: list[str]) -> SmtpSink | None:
     start = len(problems)
     password = cfg.password.get_secret_value() if cfg.password is not None else None
     if cfg.password_file is not None:
-        password = _read_secret(cfg.password_file, "alerts.smtp.password_file", problems)
-    context = _ssl_context(cfg.ca_file, "alerts.smtp.ca_file", problems)
+        password = read_secret_file(cfg.password_file, "alerts.smtp.password_file", problems)
+    context = load_ssl_context(cfg.ca_file, "alerts.smtp.ca_file", problems)
     if len(problems) > start or context is None:
         return None
     return SmtpSink(host=cfg.host, port=cfg.effective_port, security=cfg.security,
                     sender=cfg.sender, to=cfg.to, username=cfg.username, password=password,
                     timeout=cfg.timeout, ssl_context=context, subject_prefix=cfg.subject_prefix)
-
-
-def _read_secret(path: str, key: str, problems: list[str]) -> str | None:
-    """The file's text without its trailing newline. Messages never quote the contents."""
-    try:
-        text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{key}: cannot read ({type(exc).__name__})")
-        return None
-    if not text.strip():
-        problems.append(f"{key}: the file is empty")
-        return None
-    if any(c in text for c in "\r\n\0"):
-        problems.append(f"{key}: must hold one line")
-        return None
-    return text
-
-
-def _ssl_context(ca_file: str | None, key: str, problems: list[str]) -> ssl.SSLContext | None:
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        problems.append(f"{key}: cannot load ({type(exc).__name__})")
-        return None

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Literal, Protocol
 
-from sekisho.audit.alert_sinks import _read_secret, _ssl_context
+from sekisho.audit.smtp import SmtpServer, load_ssl_context, read_secret_file
 from sekisho.config.notifications import NotificationPlan
 from sekisho.errors import ConfigError, SekishoError
 
@@ -50,16 +50,12 @@ class SmtpTransport:
         username: str | None = None, password: str | None = None, timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if (username is None) != (password is None):
-            raise ValueError("username and password go together")
-        self._host, self._port, self._security = host, port, security
-        self._username, self._password = username, password
-        self._timeout = timeout
-        self._ssl = ssl_context or ssl.create_default_context()
+        self._server = SmtpServer(host=host, port=port, security=security, username=username,
+                                  password=password, timeout=timeout, ssl_context=ssl_context)
 
     @property
     def name(self) -> str:
-        return f"smtp {self._host}:{self._port}"
+        return self._server.name
 
     async def send(self, message: EmailMessage, *, sender: str,
                    recipients: Sequence[str]) -> int:
@@ -67,7 +63,7 @@ class SmtpTransport:
 
     def _deliver(self, message: EmailMessage, sender: str, recipients: list[str]) -> int:
         try:
-            refused = self._transact(message, sender, recipients)
+            refused = self._server.transact(message, sender=sender, recipients=recipients)
         except smtplib.SMTPRecipientsRefused:
             raise NotifyDeliveryError(f"{self.name}: every recipient refused",
                                       permanent=True) from None
@@ -79,21 +75,6 @@ class SmtpTransport:
             raise NotifyDeliveryError(f"{self.name}: {type(exc).__name__}") from None
         return len(refused)
 
-    def _transact(self, message: EmailMessage, sender: str,
-                  recipients: list[str]) -> dict[str, tuple[int, bytes]]:
-        smtp: smtplib.SMTP
-        if self._security == "ssl":
-            smtp = smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout,
-                                    context=self._ssl)
-        else:
-            smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
-        with smtp:
-            if self._security == "starttls":
-                smtp.starttls(context=self._ssl)
-            if self._username is not None and self._password is not None:
-                smtp.login(self._username, self._password)
-            return smtp.send_message(message, from_addr=sender, to_addrs=recipients)
-
 
 def smtp_transport(plan: NotificationPlan) -> SmtpTransport:
     """The transport for ``plan``, its password file read now. Raises ConfigError naming
@@ -102,8 +83,8 @@ def smtp_transport(plan: NotificationPlan) -> SmtpTransport:
     problems: list[str] = []
     password = cfg.password.get_secret_value() if cfg.password is not None else None
     if cfg.password_file is not None:
-        password = _read_secret(cfg.password_file, f"{key}.password_file", problems)
-    context = _ssl_context(cfg.ca_file, f"{key}.ca_file", problems)
+        password = read_secret_file(cfg.password_file, f"{key}.password_file", problems)
+    context = load_ssl_context(cfg.ca_file, f"{key}.ca_file", problems)
     if problems or context is None:
         raise ConfigError(problems)
     return SmtpTransport(host=cfg.host, port=cfg.effective_port, security=cfg.security,
