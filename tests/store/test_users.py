@@ -197,6 +197,30 @@ async def test_concurrent_migrations(db_url: str) -> None:
             await db.close()
 
 
+async def test_migration_waits_out_a_long_sqlite_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica starting while another holds SQLite's write lock for longer than the busy
+    timeout (a migration on a slow machine) waits and migrates, instead of failing to start."""
+    import sekisho.store.db as dbmod
+
+    monkeypatch.setattr(dbmod, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    url = f"sqlite:///{tmp_path}/x.sqlite3"
+    holder, starter = Database.from_url(url), Database.from_url(url)
+    try:
+        async with holder.transaction() as conn:
+            await conn.execute(text("CREATE TABLE held (x INTEGER)"))
+            task = asyncio.create_task(starter.migrate())
+            await asyncio.sleep(1.0)  # ten busy timeouts
+            assert not task.done()
+        await asyncio.wait_for(task, 60)
+        async with starter.engine.connect() as conn:
+            assert await conn.run_sync(current_revision) == HEAD
+    finally:
+        await holder.close()
+        await starter.close()
+
+
 async def test_sqlite_pragmas(tmp_path: Path) -> None:
     db = Database.from_url(f"sqlite:///{tmp_path}/x.sqlite3")
     try:

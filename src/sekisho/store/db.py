@@ -9,6 +9,8 @@ so DDL is transactional (a failed migration leaves nothing behind). Write transa
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, event, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -31,6 +33,7 @@ from sekisho.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_WAIT_S = 120.0  # how long a starting replica waits for another one's migration
 # Serialises concurrent `migrate()` calls from several replicas on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x5E515E0
 _BEGIN_OPTION = "sekisho_sqlite_begin"
@@ -129,18 +132,35 @@ class Database:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Upgrade the schema to the newest revision. Idempotent: safe at every start."""
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-            async with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
-                    )
-                await conn.run_sync(_upgrade)
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"schema migration failed: {type(exc).__name__}") from exc
+    """Upgrade the schema to the newest revision. Idempotent: safe at every start.
+
+    Replicas starting together queue on one lock (PostgreSQL: an advisory lock; SQLite: the
+    write lock of ``BEGIN IMMEDIATE``). SQLite's busy timeout is sized for requests, not for a
+    whole migration on a slow machine, so a "database is locked" there is retried, the
+    failed attempt having rolled back, until ``MIGRATION_WAIT_S`` have passed."""
+    deadline = time.monotonic() + MIGRATION_WAIT_S
+    while True:
+        try:
+            await _migrate_once(engine)
+            return
+        except OperationalError as exc:
+            locked = engine.dialect.name == "sqlite" and "locked" in str(exc.orig)
+            if not locked or time.monotonic() > deadline:
+                raise StoreError(f"schema migration failed: {type(exc).__name__}") from exc
+            await asyncio.sleep(0.2)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"schema migration failed: {type(exc).__name__}") from exc
+
+
+async def _migrate_once(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        async with conn.begin():
+            if conn.dialect.name == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                )
+            await conn.run_sync(_upgrade)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
