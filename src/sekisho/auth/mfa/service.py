@@ -1,7 +1,7 @@
 """The MFA facade: the one object the portal talks to (``services.mfa``).
 
-The contract is /work/helpers/MFA_INTERFACE.md (names and signatures); docs/mfa.md explains
-storage, sealing, replay and the passkey settings. Audit events this facade records itself
+docs/mfa.md explains storage, sealing, replay and the passkey settings; the portal
+(``gateway/portal/mfa_*``) uses only the methods here. Audit events this facade records itself
 (OWASP vocabulary names, ``audit.events``):
 
 ==========================================  ===============================================
