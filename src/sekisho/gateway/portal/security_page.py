@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,13 @@ from sekisho.auth.mfa.errors import InvalidName, LastFactor, UnknownPasskey
 from sekisho.auth.sessions import Session
 from sekisho.gateway.portal.mfa_base import MfaBase
 from sekisho.store.users import User
+
+# What a refused passkey change answers: status and message key.
+_PASSKEY_REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    InvalidName: (400, "mfa.error.invalid_name"),
+    UnknownPasskey: (404, "mfa.error.unknown_passkey"),
+    LastFactor: (409, "mfa.error.last_factor"),  # WA-08
+}
 
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
              ("Chrome/", "Chrome"), ("Chromium/", "Chromium"), ("Safari/", "Safari"))
@@ -144,25 +152,22 @@ class SecurityPage(MfaBase):
 
     async def passkey_rename(self, request: Request) -> Response:
         """POST /security/passkeys/rename."""
-        found = await self._change(request, "passkeys/rename")
-        if isinstance(found, Response):
-            return found
-        session, user, form = found
-        passkey_id = self._passkey_id(form)
-        if passkey_id is None:
-            return await self._refused(request, session, 400, "mfa.error.unknown_passkey")
-        try:
-            await self.mfa.passkey_rename(user_id=user.id, passkey_id=passkey_id,
+        async def rename(user_id: int, passkey_id: int, form: dict[str, str]) -> None:
+            await self.mfa.passkey_rename(user_id=user_id, passkey_id=passkey_id,
                                           name=form.get("name", "")[:256])
-        except InvalidName:
-            return await self._refused(request, session, 400, "mfa.error.invalid_name")
-        except UnknownPasskey:
-            return await self._refused(request, session, 404, "mfa.error.unknown_passkey")
-        return self._done("renamed")
+        return await self._passkey_change(request, "passkeys/rename", rename, done="renamed")
 
     async def passkey_delete(self, request: Request) -> Response:
         """POST /security/passkeys/delete (WA-08: never the last factor of a required user)."""
-        found = await self._change(request, "passkeys/delete")
+        async def delete(user_id: int, passkey_id: int, form: dict[str, str]) -> None:
+            await self.mfa.passkey_delete(user_id=user_id, passkey_id=passkey_id)
+        return await self._passkey_change(request, "passkeys/delete", delete, done="removed")
+
+    async def _passkey_change(
+        self, request: Request, path: str,
+        act: Callable[[int, int, dict[str, str]], Awaitable[None]], *, done: str,
+    ) -> Response:
+        found = await self._change(request, path)
         if isinstance(found, Response):
             return found
         session, user, form = found
@@ -170,12 +175,11 @@ class SecurityPage(MfaBase):
         if passkey_id is None:
             return await self._refused(request, session, 400, "mfa.error.unknown_passkey")
         try:
-            await self.mfa.passkey_delete(user_id=user.id, passkey_id=passkey_id)
-        except LastFactor:
-            return await self._refused(request, session, 409, "mfa.error.last_factor")
-        except UnknownPasskey:
-            return await self._refused(request, session, 404, "mfa.error.unknown_passkey")
-        return self._done("removed")
+            await act(user.id, passkey_id, form)
+        except (InvalidName, LastFactor, UnknownPasskey) as exc:
+            status, key = _PASSKEY_REFUSALS[type(exc)]
+            return await self._refused(request, session, status, key)
+        return self._done(done)
 
     # -- sessions (SE-07) -----------------------------------------------------------------
 
