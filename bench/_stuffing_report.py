@@ -68,14 +68,17 @@ def bound(settings: Settings, *, seconds: float, sources: int, subnets: int,
           valid_share: float, concurrency: int) -> dict[str, Any]:
     """The address budgets are tested before the hash and hit after it, so every attempt in
     flight when the binding budget fills (passed the test, not yet recorded) may still be
-    evaluated: the gateway bounds those only through the hash queue's refusals, so the
-    attack's own concurrency is the bound on that overshoot."""
+    evaluated. The admission gate handles at most ``ratelimit.unknown_in_flight`` attempts
+    from unknown browsers at once (0: no cap), so the overshoot is at most that, or the
+    attack's own concurrency if smaller."""
     rl, pw = settings.ratelimit, settings.passwords
     caps = {
         "per_address": sources * window_cap(rl.ip, seconds),
         "per_subnet": subnets * window_cap(rl.subnet, seconds),
         "global": window_cap(rl.global_failures, seconds),
     }
+    if rl.unknown_in_flight:
+        concurrency = min(concurrency, rl.unknown_in_flight)
     failures = min(caps.values()) + concurrency
     mean = failures * valid_share / (1 - valid_share)
     try:

@@ -65,18 +65,20 @@ class Gateways:
 
 @contextmanager
 def attack_gateways(*, db_url: str, state_url: str, replicas: int = 1,
-                    **attack: Any) -> Iterator[Gateways]:
+                    ratelimit: dict[str, Any] | None = None, **attack: Any) -> Iterator[Gateways]:
     """``replicas`` real uvicorn gateways (threads, each with its own app and caches) over
-    one database and one state store, with attack mode as in ATTACK plus ``attack``."""
+    one database and one state store, with attack mode as in ATTACK plus ``attack``, and
+    the other ``ratelimit`` settings given."""
     upstream = Capture()
     socks = [bound_socket() for _ in range(replicas + 1)]
     ports = [s.getsockname()[1] for s in socks]
-    first = _settings(ports[1], ports[0], db_url, state_url, attack, None)
+    section = {**(ratelimit or {}), "attack": {**ATTACK, **attack}}
+    first = _settings(ports[1], ports[0], db_url, state_url, section, None)
     with ExitStack() as stack:
         stack.enter_context(run_uvicorn(upstream, sock=socks[0], lifespan="on"))
         stacks, apps, hashers = [], [], []
         for n in range(replicas):
-            settings = _settings(ports[n + 1], ports[0], db_url, state_url, attack, first)
+            settings = _settings(ports[n + 1], ports[0], db_url, state_url, section, first)
             app = create_app(settings)
             hasher = CountingHasher(app.services.passwords.hasher)
             app.services.passwords.hasher = hasher  # type: ignore[assignment]
@@ -89,10 +91,10 @@ def attack_gateways(*, db_url: str, state_url: str, replicas: int = 1,
 
 
 def _settings(port: int, upstream_port: int, db_url: str, state_url: str,
-              attack: dict[str, Any], first: Settings | None) -> Settings:
+              ratelimit: dict[str, Any], first: Settings | None) -> Settings:
     """Replicas share the secrets of the first (one session key, one challenge key)."""
     # The test client is a trusted proxy: X-Forwarded-For picks each request's address.
-    overrides: dict[str, Any] = {"ratelimit": {"attack": {**ATTACK, **attack}},
+    overrides: dict[str, Any] = {"ratelimit": ratelimit,
                                  "server": {"trusted_proxies": ["127.0.0.1/32"]}}
     if first is not None:
         keys = first.secrets

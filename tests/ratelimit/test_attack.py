@@ -63,6 +63,20 @@ async def test_failure_ratio_below_threshold_does_not_trip(make_monitor: MakeMon
     assert not (await monitor.status()).active
 
 
+async def test_failure_ratio_leaves_known_devices_out(make_monitor: MakeMonitor) -> None:
+    """AU-05: employees signing in from their known devices do not dilute the ratio. Ten
+    failures from unknown browsers among forty known-device successes still trip it."""
+    monitor = make_monitor(**RATIO_ONLY)
+    for n in range(40):
+        await outcome(monitor, f"user{n}", success=True, device=True)
+    for n in range(9):
+        await outcome(monitor, f"user{n}", f"198.51.100.{n}")
+        await outcome(monitor, f"user{n}", device=True)  # a known device's typo: not counted
+    assert not (await monitor.status()).active
+    await outcome(monitor, "user9", "198.51.100.9")
+    assert (await monitor.status()).active
+
+
 async def test_failure_ratio_forgets_outside_its_window(
     make_monitor: MakeMonitor, clock: FakeClock
 ) -> None:

@@ -219,3 +219,28 @@ async def test_flood_from_a_blocked_address_costs_no_store_call(
         assert store.gets == gets
     finally:
         await regulator.close()
+
+
+async def test_known_address_refusal_from_memory_without_the_account(
+    make_regulator: MakeRegulator, clock: FakeClock
+) -> None:
+    """RL-05 at the admission gate: once a check has found the address budget spent, the
+    refusal is known from memory for any account, with the same wait; a report-only budget
+    and the account+address budget never answer there."""
+    regulator = make_regulator(ip={"short": "3/10 minutes", "long": "99/day"},
+                               account_ip={"short": "1/10 minutes", "long": "9/day"})
+    assert regulator.known_address_refusal(client_ip="198.51.100.7") is None
+    await spray(regulator, [f"user{n}" for n in range(3)], ["198.51.100.7"])
+    assert regulator.known_address_refusal(client_ip="198.51.100.7") is None  # not yet seen
+    seen = await regulator.check(account="someone", client_ip="198.51.100.7")
+    known = regulator.known_address_refusal(client_ip="198.51.100.7")
+    assert known is not None and not known.allowed
+    assert (known.reason, known.retry_after) == ("ip", seen.retry_after) == ("ip", 601)
+    assert regulator.known_address_refusal(client_ip="198.51.100.8") is None
+    clock.advance(601)
+    assert regulator.known_address_refusal(client_ip="198.51.100.7") is None
+
+    tuning = make_regulator(ip={"short": "1/10 minutes", "long": "99/day", "report_only": True})
+    await spray(tuning, ["a", "b"], ["198.51.100.9"])
+    assert (await tuning.check(account="c", client_ip="198.51.100.9")).report_only
+    assert tuning.known_address_refusal(client_ip="198.51.100.9") is None

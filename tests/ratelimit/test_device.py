@@ -55,3 +55,25 @@ def test_tampered_refused() -> None:
     "token", [None, "", "x", "=" * 76, "é" * 76, "A" * 76, "A" * 10_000, "%%%%" * 19])
 def test_garbage_refused(token: str | None) -> None:
     assert TOKENS.verify(token, account="alice", now=NOW, max_age=DAY) is None
+
+
+def test_genuine_without_the_account() -> None:
+    """The admission gate's check: issued here and unexpired, whatever the account."""
+    token = TOKENS.issue("bob", now=NOW)
+    assert TOKENS.genuine(token, now=NOW + DAY, max_age=90 * DAY)
+    assert TOKENS.verify(token, account="alice", now=NOW, max_age=DAY) is None  # still bound
+    assert not TOKENS.genuine(token, now=NOW + DAY + 1, max_age=DAY)
+    assert not DeviceTokens(b"e" * 32).genuine(token, now=NOW, max_age=DAY)
+    for i in (0, 5, 30, 50, len(token) - 2):
+        flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        assert not TOKENS.genuine(flipped, now=NOW, max_age=DAY)
+
+
+def test_binding_cannot_be_moved_to_another_token() -> None:
+    """The account binding of one token spliced into another breaks the token's tag."""
+    alice = base64.urlsafe_b64decode(TOKENS.issue("alice", now=NOW) + "==")
+    bob = base64.urlsafe_b64decode(TOKENS.issue("bob", now=NOW) + "==")
+    spliced = bob[:25] + alice[25:41] + bob[41:]
+    text = base64.urlsafe_b64encode(spliced).rstrip(b"=").decode()
+    assert not TOKENS.genuine(text, now=NOW, max_age=DAY)
+    assert TOKENS.verify(text, account="alice", now=NOW, max_age=DAY) is None

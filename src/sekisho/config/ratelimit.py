@@ -94,6 +94,9 @@ class RateLimitSettings(_Strict):
     delay_report_only: bool = False
     # Device tokens: how long a browser stays "known" after a login.
     device_max_age: int = Field(default=90 * 86400, ge=3600, le=400 * 86400)
+    # Admission (gateway/admission.py): login and recovery POSTs from browsers without a
+    # device token handled at once; more are answered 503 before their form is read (0: no cap).
+    unknown_in_flight: int = Field(default=16, ge=0, le=10_000)
     # Failure budgets (RL-05): what they count is failed attempts.
     ip: Budget = Field(default_factory=lambda: _budget("20/10 minutes", "200/day"))
     subnet: Budget = Field(default_factory=lambda: _budget("60/10 minutes", "600/day"))

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sekisho.auth.sessions import Session
 from sekisho.errors import ProxyError
+from sekisho.gateway.admission import Admission
 from sekisho.gateway.clientip import ClientIP
 from sekisho.gateway.cookies import cookie_header, read_cookie
 from sekisho.gateway.errorpages import send_error
@@ -48,6 +49,7 @@ class Gateway:
         self._login = prefix + "/login?next="
         self._home = prefix + "/"
         self._cookie = services.cookies.session
+        self.admission = Admission(services)  # password POSTs: the flood's cheap refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -67,7 +69,10 @@ class Gateway:
         scope["sekisho.client_ip"] = client_ip
         path: str = scope["path"]
         if path == self._prefix or path.startswith(self._prefix_slash):
-            await self.portal(scope, receive, send)
+            if self.admission.gated(scope):
+                await self.admission(scope, receive, send, self.portal)
+            else:
+                await self.portal(scope, receive, send)
             return
         try:
             route = self.router.match(host, path)
@@ -159,6 +164,7 @@ class Gateway:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.admission.close()
                 await self.proxy.close()
                 await self.services.close()
                 await send({"type": "lifespan.shutdown.complete"})

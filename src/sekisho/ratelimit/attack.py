@@ -3,8 +3,10 @@
 **Detectors** (fed by :meth:`AttackMonitor.observe`, which the regulator calls after each
 evaluated password attempt):
 
-(a) ``failure_ratio``: of the password attempts in the last ``window`` seconds (at least
-    ``min_attempts``), ``threshold`` or more failed → attack mode;
+(a) ``failure_ratio``: of the password attempts from browsers that are not a known device
+    in the last ``window`` seconds (at least ``min_attempts``), ``threshold`` or more failed
+    → attack mode. Known devices' logins are left out: employees signing in as usual would
+    otherwise dilute the ratio and hide a slow, hash-bound attack;
 (b) ``distinct_usernames``: one address tried more than ``max_per_ip`` distinct usernames
     with a failed password in the last ``window`` seconds, or one /24 or /64 more than
     ``max_per_subnet`` → that source is *flagged*, and (``starts_attack_mode``) attack mode.
@@ -88,11 +90,11 @@ class AttackMonitor:
     ) -> None:
         """One evaluated password attempt and its outcome (``device``: from a known device)."""
         settings = self._settings
-        if not settings.enabled:
-            return
+        if not settings.enabled or device:
+            return  # neither detector counts a known device's attempts
         now = self._clock()
         ratio, names = settings.failure_ratio, settings.distinct_usernames
-        sources = self._sources(client_ip) if names.enabled and not (success or device) else []
+        sources = self._sources(client_ip) if names.enabled and not success else []
         tally = await self._store.tally(
             now=now, failed=not success, window=ratio.window, sources=[s for s, _ in sources],
             account_key=account_key, name_window=names.window, cap=names.max_per_subnet + 1)

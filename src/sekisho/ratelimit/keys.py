@@ -16,6 +16,7 @@ say nothing about the session, CSRF or device-token keys made from the same secr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -66,15 +67,10 @@ class RateLimitKeys:
         return self._mac(tagged)
 
     def ip(self, client_ip: str) -> str:
-        ip = normalise_ip(client_ip)
-        return str(ip) if ip is not None else self._opaque(client_ip)
+        return _address_keys(client_ip)[0] or self._opaque(client_ip)
 
     def subnet(self, client_ip: str) -> str:
-        ip = normalise_ip(client_ip)
-        if ip is None:
-            return self._opaque(client_ip)
-        prefix = 24 if ip.version == 4 else 64
-        return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        return _address_keys(client_ip)[1] or self._opaque(client_ip)
 
     def account_ip(self, account_key: str, client_ip: str) -> str:
         """Of an account *key* (from :meth:`account`) and an address."""
@@ -85,3 +81,14 @@ class RateLimitKeys:
 
     def _mac(self, data: bytes) -> str:
         return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8192)
+def _address_keys(client_ip: str) -> tuple[str, str]:
+    """The address and its /24 (IPv4) or /64 (IPv6) as text; ("", "") if not an address.
+    Cached: a flood comes from a bounded set of addresses, each asked about again and again."""
+    ip = normalise_ip(client_ip)
+    if ip is None:
+        return "", ""
+    prefix = 24 if ip.version == 4 else 64
+    return str(ip), str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

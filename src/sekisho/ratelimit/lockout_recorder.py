@@ -167,6 +167,11 @@ class LockoutRecorder:
             self._tallies.popitem(last=False)
         return tally
 
+    def count_refused(self, count: int = 1) -> None:
+        """Refusals decided before an account was known (the admission gate): the admin
+        chart counts them with the others; they touch no record."""
+        self._count(self._clock(), refused=count)
+
     def _count(self, now: float, *, failures: int = 0, refused: int = 0) -> None:
         slot = self._hours.setdefault(int(now) // 3600, [0, 0])
         slot[0] += failures

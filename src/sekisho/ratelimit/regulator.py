@@ -239,22 +239,31 @@ class Regulator:
         rules.append(_Rule("account", f"account.{factor}", subject.budget_key, consume=True))
         return rules
 
-    def _address_rules(self, acct: str, client_ip: str) -> list[_Rule]:
+    def _address_rules(self, acct: str | None, client_ip: str) -> list[_Rule]:
         keys = self._keys
         rules = [
-            _Rule("account_ip", "account_ip", keys.account_ip(acct, client_ip)),
             _Rule("ip", "ip", keys.ip(client_ip)),
             _Rule("subnet", "subnet", keys.subnet(client_ip)),
             _Rule("global", "global_failures", "all"),
         ]
+        if acct is not None:
+            rules.insert(0, _Rule("account_ip", "account_ip", keys.account_ip(acct, client_ip)))
         if self._attack is not None:  # always counted, consulted only when in force
             rules += [_Rule("attack_ip", "attack.ip", keys.ip(client_ip), attack=True),
                       _Rule("attack_subnet", "attack.subnet", keys.subnet(client_ip), attack=True)]
         return rules
 
-    def _known_refusal(self, acct: str, client_ip: str) -> Decision | None:
+    def known_address_refusal(self, *, client_ip: str) -> Decision | None:
+        """For an attempt from ``client_ip`` on a browser that is not a known device: the
+        refusal of an address, subnet or global budget this process already knows is spent,
+        else None. From memory alone and without the account, so it can be asked before the
+        request body is read (the admission gate, gateway/admission.py)."""
+        return self._known_refusal(None, client_ip)
+
+    def _known_refusal(self, acct: str | None, client_ip: str) -> Decision | None:
         """A refusal from an address budget this process already knows is spent: the
-        cheap answer to a flood (no store round trip). Anything else returns None."""
+        cheap answer to a flood (no store round trip). Anything else returns None.
+        Without ``acct`` the account+address budget is left out."""
         for rule in self._address_rules(acct, client_ip):
             if self._report_only[rule.budget] or rule.attack:
                 continue
