@@ -276,9 +276,10 @@ def test_from_settings() -> None:
 
 
 async def test_burst_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ST-06: 200 concurrent verifies with workers=2, queue=4: 6 admitted, the rest get
-    HasherBusy at once with retry_after > 0; none hang; never more than 2 run at once."""
-    passwords = Passwords(profile=FAST_ARGON2, workers=2, queue=4)
+    """ST-06: 200 concurrent verifies with workers=2, queue=4 (and no reserved worker): 6
+    admitted, the rest get HasherBusy at once with retry_after > 0; none hang; never more
+    than 2 run at once."""
+    passwords = Passwords(profile=FAST_ARGON2, workers=2, queue=4, reserved=0)
     stored = await passwords.hash(PASSWORD)
     gate = threading.Event()
     spy = spy_on(passwords, monkeypatch, gate=gate)
@@ -349,6 +350,27 @@ async def test_known_devices_jump_a_queue_full_of_attack_traffic(
     assert all(results)
     assert finished == ["running", "known", "attack0", "attack1"]
     assert passwords.pending == 0
+    passwords.close()
+
+
+async def test_attack_traffic_never_holds_the_last_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RL-07: with two workers, normal hashes run one at a time; the other thread is kept
+    for a known device, whose hash starts at once while attack hashes run and wait."""
+    passwords = Passwords(profile=FAST_ARGON2, workers=2, queue=4)
+    stored = await passwords.hash(PASSWORD)
+    gate = threading.Event()
+    spy = spy_on(passwords, monkeypatch, gate=gate)
+    attack = [asyncio.create_task(passwords.verify(stored, PASSWORD)) for _ in range(3)]
+    await _until(lambda: spy.active == 1)
+    await asyncio.sleep(0.05)
+    assert spy.active == 1 and passwords.pending == 3  # one runs, two wait
+    known = asyncio.create_task(passwords.verify(stored, PASSWORD, priority=True))
+    await _until(lambda: spy.active == 2)  # started beside the attack's, not after it
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(known, *attack), 60) == [True] * 4
+    assert spy.peak == 2 and passwords.pending == 0
     passwords.close()
 
 

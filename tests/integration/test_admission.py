@@ -193,3 +193,27 @@ def test_unknown_browsers_in_flight_are_capped(capped: Gateways) -> None:
         time.sleep(0.01)
     with client(capped.stacks[0], "192.0.2.23") as c:
         assert post_login(c, login_page(c), "alice", PASSWORD).status_code == 303
+
+
+def test_refusals_are_answered_late(gateways: Gateways) -> None:
+    """The gate holds each refusal for ``refusal_delay`` (0.5 s by default) before answering,
+    on a timer: while one waits, the gate counts it, and the answer is the usual 429."""
+    import threading
+
+    spend_address(gateways, "192.0.2.30")
+    admission = gateways.apps[0].admission
+    answers: list[httpx.Response] = []
+
+    def refused() -> None:
+        with client(gateways.stacks[0], "192.0.2.30") as c:
+            answers.append(c.post("/_sekisho/login", data={}))
+
+    thread = threading.Thread(target=refused)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while admission.delayed < 1:  # held, not answered yet
+        assert time.monotonic() < deadline and thread.is_alive(), "the refusal was not held"
+        time.sleep(0.005)
+    thread.join(10)
+    assert [a.status_code for a in answers] == [429] and admission.delayed == 0
+

@@ -96,7 +96,14 @@ def test_refused_proofs_of_work_cost_no_hash_and_say_nothing_of_the_account(
         assert gateways.hashes == before + 1
         replayed = post_login(c, login_page(c), "alice", PASSWORD, genuine)
         assert replayed.status_code == 429 and gateways.hashes == before + 1
-
+        # Missing, wrong and replayed solutions and the failure spent this address's
+        # attack-mode budget (5): the portal refuses the next attempt, and from then on the
+        # address is refused before its form is read.
+        throttled = post_login(c, login_page(c), "alice", PASSWORD)
+        assert throttled.status_code == 429 and throttled.headers.get("retry-after")
+        spent = c.post("/_sekisho/login", data={})
+        assert spent.status_code == 429 and "came from your network" in spent.text
+    with client(stack, "198.51.100.20") as c:
         page = login_page(c)
         done = post_login(c, page, "alice", PASSWORD, solve(challenge_of(page.text) or {}))
         assert done.status_code == 303

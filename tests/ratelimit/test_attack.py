@@ -315,3 +315,19 @@ async def test_a_new_episode_announces_an_unannounced_end_first(
         await outcome(monitor, f"b{n}")
     assert kinds(events) == [("start", "failure_ratio"), ("end", "failure_ratio"),
                              ("start", "failure_ratio")]
+
+
+async def test_known_tight_answers_from_the_cache_alone(
+    make_monitor: MakeMonitor, clock: FakeClock
+) -> None:
+    """The admission gate's question, without a store round trip: True only once this
+    process has seen attack mode on (any address) or the source flagged; False when it is
+    off or not known, and again once the episode has ended."""
+    monitor = make_monitor(quiet_period=900, **NAMES_ONLY)
+    assert not monitor.known_tight("192.0.2.7")
+    for n in range(4):
+        await outcome(monitor, f"user{n}")
+    assert await monitor.tight_for("203.0.113.1")
+    assert monitor.known_tight("192.0.2.7") and monitor.known_tight("203.0.113.1")
+    clock.advance(901)
+    assert not monitor.known_tight("203.0.113.1")

@@ -133,6 +133,56 @@ async def test_concurrent_appends_make_one_line(database: Database, db_url: str)
     assert result.ok and result.checked == 20
 
 
+async def test_appends_waiting_together_share_one_transaction(database: Database) -> None:
+    """Group commit: 100 appends made at once are chained in call order, each caller gets
+    its own record, and far fewer write transactions than events are opened."""
+    log = audit_log(database)
+    writes = 0
+    real = database.guarded
+
+    def counting(**kwargs: object):  # type: ignore[no-untyped-def]
+        nonlocal writes
+        writes += bool(kwargs.get("write"))
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    database.guarded = counting  # type: ignore[method-assign]
+    stored = await asyncio.gather(*(
+        log.append(ts=T0, event="authz_admin", body=f'{{"n":{n}}}') for n in range(100)))
+    assert [s.seq for s in stored] == list(range(1, 101))
+    assert [s.body for s in stored] == [f'{{"n":{n}}}' for n in range(100)]
+    assert 1 <= writes <= 5
+    records = await log.list(newest_first=False, limit=200)
+    for before, after in itertools.pairwise(records):
+        assert after.prev_hash == before.hash
+
+
+async def test_a_failed_group_fails_its_callers_and_the_next_one_goes_on(
+    database: Database,
+) -> None:
+    """A transaction that fails raises StoreError in every caller of its group; appends
+    after it are chained normally."""
+    from sekisho.errors import StoreError
+
+    log = audit_log(database)
+    real = database.guarded
+    calls = 0
+
+    def failing_once(**kwargs: object):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreError("audit store failed")
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    database.guarded = failing_once  # type: ignore[method-assign]
+    first = await asyncio.gather(
+        *(log.append(ts=T0, event="authz_admin", body="{}") for _ in range(3)),
+        return_exceptions=True)
+    assert all(isinstance(r, StoreError) for r in first)
+    after = await log.append(ts=T0, event="authz_admin", body='{"ok":1}')
+    assert after.seq == 1
+
+
 async def test_verify_reads_in_batches(database: Database) -> None:
     """A long trail is streamed: batches smaller than the trail still cover it all."""
     await seed(database, 7)

@@ -93,6 +93,7 @@ class Passwords:
         profile: str | Parameters = DEFAULT_PROFILE,
         workers: int = 0,
         queue: int = 16,
+        reserved: int = 1,
         max_length: int = 256,
     ) -> None:
         if isinstance(profile, str) and profile not in PROFILES:
@@ -103,7 +104,8 @@ class Passwords:
         self.max_length = max_length
         self.workers = workers or os.cpu_count() or 1
         self.queue = queue
-        self._slots = HashSlots(workers=self.workers, queue=queue, retry_after=self._retry_after)
+        self._slots = HashSlots(workers=self.workers, queue=queue, reserved=reserved,
+                                retry_after=self._retry_after)
         self._lock = threading.Lock()
         self._computed = 0
         started = time.perf_counter()
@@ -116,6 +118,7 @@ class Passwords:
             profile=settings.argon2_profile,
             workers=settings.hash_workers,
             queue=settings.hash_queue,
+            reserved=settings.hash_reserved,
             max_length=settings.max_length,
         )
 

@@ -181,6 +181,9 @@ class PasswordSettings(_Strict):
     max_length: int = Field(default=256, ge=64, le=256)
     hash_workers: int = Field(default=0, ge=0, le=64, description="0 = one per core")
     hash_queue: int = Field(default=16, ge=0, le=10000)
+    # Workers the normal lane (unknown browsers) may never take: kept for known devices and
+    # signed-in users. Capped at hash_workers - 1, so unknown browsers always get one.
+    hash_reserved: int = Field(default=1, ge=0, le=63)
     context_words: list[str] = Field(default_factory=list)
 
 

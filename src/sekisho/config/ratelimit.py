@@ -97,6 +97,9 @@ class RateLimitSettings(_Strict):
     # Admission (gateway/admission.py): login and recovery POSTs from browsers without a
     # device token handled at once; more are answered 503 before their form is read (0: no cap).
     unknown_in_flight: int = Field(default=16, ge=0, le=10_000)
+    # ... and the gate's refusals are answered this many seconds late (0: at once), so a tool
+    # with a fixed number of connections sends that much slower (at most 4096 held at once).
+    refusal_delay: float = Field(default=0.5, ge=0, le=10)
     # Failure budgets (RL-05): what they count is failed attempts.
     ip: Budget = Field(default_factory=lambda: _budget("20/10 minutes", "200/day"))
     subnet: Budget = Field(default_factory=lambda: _budget("60/10 minutes", "600/day"))

@@ -18,6 +18,12 @@ also carries every legitimate request. So before a password-bearing POST (``/log
    more is answered 503 with ``Retry-After: 1`` before its body is read. Known devices,
    sessions and proxied traffic never wait behind the flood's queue of form parses.
 
+Refusals are answered ``ratelimit.refusal_delay`` seconds late (a timer, no work): a stuffing
+tool runs a fixed number of connections, so it then sends that much slower and spends that
+much less of the gateway's CPU, the event loop's included. At most ``MAX_DELAYED`` refusals
+wait at once; beyond, they are answered at once (a flood with unbounded connections costs
+their sockets, not our memory).
+
 Refusals here are counted for the admin chart and summed in one audit line per
 ``DIGEST_SECONDS`` (``excess_rate_limit_exceeded:admission``), not one line each: the flood
 is what makes them, and the log would grow at the attacker's pace.
@@ -25,6 +31,7 @@ is what makes them, and the log would grow at the attacker's pace.
 
 from __future__ import annotations
 
+import asyncio
 from html import escape
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -34,9 +41,10 @@ from sekisho.gateway.cookies import cookie_header, read_cookie
 from sekisho.gateway.errorpages import send_error
 from sekisho.gateway.services import Services
 
-__all__ = ["DIGEST_SECONDS", "Admission"]
+__all__ = ["DIGEST_SECONDS", "MAX_DELAYED", "Admission"]
 
 DIGEST_SECONDS = 10.0
+MAX_DELAYED = 4096
 _MAX_ADDRESSES = 10_000  # distinct addresses counted per digest
 
 _PAGE = (
@@ -62,7 +70,9 @@ class Admission:
         self._cookie = services.cookies.device
         self._max_age = services.settings.ratelimit.device_max_age
         self._cap = services.settings.ratelimit.unknown_in_flight or None
+        self._delay = services.settings.ratelimit.refusal_delay
         self._in_flight = 0
+        self._delayed = 0
         self._digest = _Digest()
 
     def gated(self, scope: Scope) -> bool:
@@ -91,6 +101,17 @@ class Admission:
     async def _refuse(
         self, send: Send, status: int, retry_after: int, client_ip: str, reason: str
     ) -> None:
+        self.s.lockouts.count_refused()
+        self._digest.add(reason, client_ip)
+        now = self.s.clock()
+        if self._digest.due(now):
+            await self.s.auditor.record(self._digest.event(now))
+        if self._delay and self._delayed < MAX_DELAYED:
+            self._delayed += 1
+            try:
+                await asyncio.sleep(self._delay)
+            finally:
+                self._delayed -= 1
         headers = [(b"retry-after", str(retry_after).encode("ascii"))]
         if status == 429:
             body = _PAGE.format(minutes=-(-retry_after // 60), login=self._login).encode()
@@ -105,16 +126,16 @@ class Admission:
             await send({"type": "http.response.body", "body": body})
         else:
             await send_error(send, status, headers=headers)
-        self.s.lockouts.count_refused()
-        self._digest.add(reason, client_ip)
-        now = self.s.clock()
-        if self._digest.due(now):
-            await self.s.auditor.record(self._digest.event(now))
 
     @property
     def in_flight(self) -> int:
         """POSTs from unknown browsers being handled now (the cap's count)."""
         return self._in_flight
+
+    @property
+    def delayed(self) -> int:
+        """Refusals waiting out ``refusal_delay`` now."""
+        return self._delayed
 
     async def close(self) -> None:
         """Write the refusals not yet in an audit line."""

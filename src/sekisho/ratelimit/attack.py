@@ -173,6 +173,18 @@ class AttackMonitor:
             return True
         return any(until > now for until in await self._flags_of(self._sources(client_ip), now))
 
+    def known_tight(self, client_ip: str) -> bool:
+        """:meth:`tight_for` from this process's cache alone, without a store round trip:
+        True only if attack mode is known to be on, or the client's address or subnet known
+        to be flagged (the admission gate asks before the request body is read)."""
+        if not self._settings.enabled:
+            return False
+        now = self._clock()
+        if self._active(self._episode, now):
+            return True
+        return any((hit := self._flag_cache.get(source)) is not None and hit[0] > now
+                   for source, _ in self._sources(client_ip))
+
     async def status(self) -> AttackStatus:
         """The shared state now, read afresh (for the admin page and the CLI)."""
         now = self._clock()

@@ -26,12 +26,13 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from sekisho.config.ratelimit import Window
 from sekisho.errors import RateLimitError, StateError
+from sekisho.ratelimit.memory_storage import SweptMemoryStorage
 
 __all__ = ["Limiter"]
 
@@ -155,7 +156,7 @@ class Limiter:
 def _open_storage(url: str, prefix: str) -> tuple[Storage, Any]:
     """A ``limits`` storage for ``url`` and, for Redis, the pool to close."""
     if url.startswith("memory://"):
-        return MemoryStorage(), None
+        return SweptMemoryStorage(), None
     from redis import asyncio as aioredis
 
     scheme, sep, rest = url.partition("://")

@@ -263,10 +263,17 @@ class Regulator:
     def _known_refusal(self, acct: str | None, client_ip: str) -> Decision | None:
         """A refusal from an address budget this process already knows is spent: the
         cheap answer to a flood (no store round trip). Anything else returns None.
-        Without ``acct`` the account+address budget is left out."""
+        Without ``acct`` the account+address budget is left out. Attack mode's budgets count
+        when attack mode is known to be in force for the client (``known_tight``)."""
+        tight: bool | None = None
         for rule in self._address_rules(acct, client_ip):
-            if self._report_only[rule.budget] or rule.attack:
+            if self._report_only[rule.budget]:
                 continue
+            if rule.attack:
+                if tight is None:
+                    tight = self._attack is not None and self._attack.known_tight(client_ip)
+                if not tight:
+                    continue
             wait = self._limiter.known_retry_after(rule.budget, rule.key)
             if wait:
                 return Decision(False, wait, rule.reason)

@@ -3,7 +3,15 @@
 Appends are serialised so that the chain stays one line with many workers and replicas: on
 PostgreSQL each append holds a transaction-scoped advisory lock; on SQLite the write
 transaction is ``BEGIN IMMEDIATE`` (one writer at a time, see db.py). Under it the append
-reads the head, numbers the record head + 1 and hashes it onto the head's hash. The primary
+reads the head, numbers the record head + 1 and hashes it onto the head's hash.
+
+**Group commit.** In one process, appends go through a queue drained by one writer task:
+each transaction chains every event waiting at that moment (up to ``GROUP``), in call order,
+and each caller gets its record once the transaction commits (or its error if it fails). On
+a busy event loop every await inside a transaction costs a whole loop iteration, so one
+transaction per event made the chain, and every successful login waiting on it, slower than
+the rate of logins; measured under a credential-stuffing flood, known-device logins queued
+here for up to 43 s (docs/performance.md). The primary
 key and the unique ``prev_hash`` would refuse a fork even if the lock were bypassed, and
 triggers (migration 0002) refuse UPDATE and DELETE from any connection.
 
@@ -37,6 +45,8 @@ _T = audit_events
 _APPEND_LOCK_ID = 0x5E5A0D17  # pg_advisory_xact_lock key for appends
 _MAX_LIST = 10_000
 _BATCH = 500
+GROUP = 256  # events chained in one transaction at most
+_Pending = tuple[datetime, str, str, "asyncio.Future[StoredAuditEvent]"]
 
 
 class ChainVerifier(Protocol):
@@ -60,6 +70,12 @@ class StoredAuditEvent:
     def data(self) -> dict[str, Any]:
         value = json.loads(self.body)
         return value if isinstance(value, dict) else {"body": value}
+
+
+def _fail(group: list[_Pending], exc: Exception) -> None:
+    for *_, done in group:
+        if not done.done():
+            done.set_exception(exc)
 
 
 def _stored(row: Row[Any]) -> StoredAuditEvent:
@@ -86,11 +102,12 @@ class AuditLog:
         self._db = db
         self._link_hash = link_hash
         self._genesis = genesis
-        # One append at a time per process: appends queue here, cheaply, instead of on the
-        # database's write lock, where a busy event loop could hold SQLite's lock across many
-        # iterations and make other writers time out (a verified login answered 500). Across
-        # processes, PostgreSQL's advisory lock below and SQLite's own lock still apply.
-        self._append_lock = asyncio.Lock()
+        # One writer per process: appends queue here, cheaply, instead of on the database's
+        # write lock, where a busy event loop could hold SQLite's lock across many iterations
+        # and make other writers time out (a verified login answered 500). Across processes,
+        # PostgreSQL's advisory lock below and SQLite's own lock still apply.
+        self._pending: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def _tx(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._db.guarded(
@@ -103,18 +120,48 @@ class AuditLog:
         ``ts`` and ``event`` repeat what it says, for filtering."""
         if not event or len(event) > AUDIT_EVENT_LENGTH:
             raise StoreError(f"audit event name must be 1-{AUDIT_EVENT_LENGTH} characters")
-        async with self._append_lock, self._tx(write=True) as conn:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[StoredAuditEvent] = loop.create_future()
+        self._pending.append((ts, event, body, done))
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+            # Its own task: a caller that is cancelled never strands the others' events.
+            self._writer = loop.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending[:GROUP], self._pending[GROUP:]
+            try:
+                records = await self._chain(group)
+            except asyncio.CancelledError:  # shutdown: nobody is left waiting forever
+                group, self._pending = group + self._pending, []
+                _fail(group, StoreError("audit writer stopped"))
+                raise
+            except Exception as exc:
+                _fail(group, exc)
+                continue
+            for record, (*_, done) in zip(records, group, strict=True):
+                if not done.done():
+                    done.set_result(record)
+
+    async def _chain(self, group: list[_Pending]) -> list[StoredAuditEvent]:
+        async with self._tx(write=True) as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:id)"), {"id": _APPEND_LOCK_ID})
             head = (await conn.execute(
                 select(_T.c.id, _T.c.hash).order_by(_T.c.id.desc()).limit(1))).first()
             seq, prev = (1, self._genesis) if head is None else (head.id + 1, head.hash)
-            record = StoredAuditEvent(seq=seq, ts=ts, event=event, body=body, prev_hash=prev,
-                                      hash=self._link_hash(prev, body))
-            await conn.execute(insert(_T).values(
-                id=seq, ts=ts, event=event, body=body, prev_hash=prev, hash=record.hash))
-        return record
+            records = []
+            for ts, event, body, _ in group:
+                record = StoredAuditEvent(seq=seq, ts=ts, event=event, body=body,
+                                          prev_hash=prev, hash=self._link_hash(prev, body))
+                records.append(record)
+                seq, prev = seq + 1, record.hash
+            await conn.execute(insert(_T), [
+                {"id": r.seq, "ts": r.ts, "event": r.event, "body": r.body,
+                 "prev_hash": r.prev_hash, "hash": r.hash} for r in records])
+        return records
 
     async def head(self) -> StoredAuditEvent | None:
         async with self._tx() as conn:

@@ -5,9 +5,10 @@ known device of the account is evaluated only with a fresh, genuine, unused ALTC
 in the form's ``altcha`` field (static/altcha-solver.js finds it). Otherwise the login page
 comes back with **429** and a new challenge, and nothing about the password or the account is
 looked at: the gate sees only the attack state, the device token and the solution, so its
-answer is the same for every name. An invalid or replayed solution also costs the address
-budgets a failure (``Regulator.count_refusal``); a missing or expired one does not (the page
-was open before attack mode, or for too long). Each refusal is audited, without the password.
+answer is the same for every name. A missing, invalid or replayed solution also costs the
+address budgets a failure (``Regulator.count_refusal``): a tool that never solves is held a
+few times, then refused at the admission gate from its request head alone. An expired one
+does not (the page was left open too long). Each refusal is audited, without the password.
 
 With ``challenge.report_only`` nothing is asked of the browser: the gate audits what it would
 have refused and lets the attempt through.
@@ -30,7 +31,7 @@ __all__ = ["STATE_KEY", "PowGate"]
 
 #: Where the page context for the challenge is put on ``request.state`` (login.html reads it).
 STATE_KEY = "sekisho_pow"
-_COSTLY = frozenset({"invalid", "replayed"})
+_COSTLY = frozenset({"missing", "invalid", "replayed"})
 
 
 class PowGate:
