@@ -11,10 +11,9 @@ A freed thread always goes to the oldest priority waiter first, and the normal l
 at most ``workers - reserved`` threads (at least one): with the default ``reserved = 1`` one
 thread is always free for a priority hash or about to be. So while a credential-stuffing run
 keeps the normal lane full, a known-device login starts its hash at once, not after the
-attackers' hashes already running nor after their queue (issue 3: the real user keeps a way in; RL-07);
-measured, waiting behind running attack hashes was what kept known-device logins slow while
-an attack was still being evaluated (docs/performance.md). A full lane fails at once with
-:class:`HasherBusy` instead of queueing without bound.
+attackers' hashes already running nor after their queue (issue 3: the real user keeps a way
+in; RL-07). A full lane fails at once with :class:`HasherBusy` instead of queueing without
+bound.
 
 Single event loop per instance at a time (one per gateway process); the completion callback
 comes from the worker thread and is handed back to the loop with ``call_soon_threadsafe``.
