@@ -90,7 +90,11 @@ def test_bound_takes_the_tightest_budget_over_the_attack() -> None:
     out = report.bound(settings, seconds=60, sources=1000, subnets=250, valid_share=0.02,
                        concurrency=64)
     assert out["binding"] == "global"
-    assert out["failures_bound"] == rl.global_failures.short.count + 64
+    # In flight beyond the budget: the admission gate's cap, not the attack's 64.
+    assert out["failures_bound"] == rl.global_failures.short.count + rl.unknown_in_flight
+    uncapped = validate_settings({"ratelimit": {"unknown_in_flight": 0}})
+    assert report.bound(uncapped, seconds=60, sources=1000, subnets=250, valid_share=0.02,
+                        concurrency=64)["failures_bound"] == rl.global_failures.short.count + 64
     mean = out["failures_bound"] * 0.02 / 0.98
     assert out["takeovers_expected_at_bound"] == pytest.approx(mean, abs=0.1)
     assert math.ceil(mean) <= out["takeovers_bound_q999"] <= 3 * math.ceil(mean)

@@ -3,19 +3,17 @@
 **Detectors** (fed by :meth:`AttackMonitor.observe`, which the regulator calls after each
 evaluated password attempt):
 
-(a) ``failure_ratio``: of the password attempts from browsers that are not a known device
-    in the last ``window`` seconds (at least ``min_attempts``), ``threshold`` or more failed
-    → attack mode. Known devices' logins are left out: employees signing in as usual would
-    otherwise dilute the ratio and hide a slow, hash-bound attack;
-(b) ``distinct_usernames``: one address tried more than ``max_per_ip`` distinct usernames
-    with a failed password in the last ``window`` seconds, or one /24 or /64 more than
+(a) ``failure_ratio``: of the password attempts in the last ``window`` seconds (at least
+    ``min_attempts``), ``threshold`` or more failed → attack mode;
+(b) ``distinct_usernames``: one address failed on more than ``max_per_ip`` distinct usernames
+    (HMAC account keys) in the last ``window`` seconds, or one /24 or /64 on more than
     ``max_per_subnet`` → that source is *flagged*, and (``starts_attack_mode``) attack mode.
-    Usernames are the regulator's HMAC account keys; attempts from a known device of the
-    account do not count here.
 
-**While attack mode is on**, or for a flagged source, the regulator applies the tighter
-``attack.ip`` / ``attack.subnet`` budgets and the login page asks an unknown device for a
-proof of work (:attr:`AttackMonitor.challenges`, gateway/portal/pow_gate.py).
+Neither counts attempts from a known device of the account: employees signing in as usual
+would dilute the ratio and hide a slow, hash-bound attack (docs/attack-mode.md).
+
+**While attack mode is on**, or for a flagged source, the tighter ``attack.ip`` and
+``attack.subnet`` budgets apply and an unknown device must solve a proof of work (pow_gate.py).
 
 **State.** One episode in the store (on Redis one key, shared by replicas): the first replica
 to detect starts it, later detections extend ``until`` to ``now + quiet_period``; it ends by
@@ -24,8 +22,8 @@ its copy of the episode and of each source's flag for ``cache_seconds``, and ext
 once a second, so a flood costs one store round trip per attempt (the detectors' tally).
 
 **Report-only.** A report-only detector starts and flags nothing; it reports what it would
-have done, once per ``quiet_period`` per detector and source. Events go to the ``on_event``
-hook (audit and alerts, wired by the composition root) and to this module's log.
+have done, once per ``quiet_period`` per detector and source. Events go to ``on_event``
+(audit and alerts) and to this module's log.
 """
 
 from __future__ import annotations

@@ -2,34 +2,20 @@
 
 ``check`` is consulted before any password, code or signature is evaluated; a refused
 attempt is never evaluated and never counted (RL-02). ``record_attempt`` is told the outcome.
+The model, with every number, is in docs/lockout.md; in short:
 
-What counts where:
-
-- **Consecutive failures** per account key *and factor* (RL-01, RL-04, RL-09), across all
-  addresses, in the :class:`FailureStore`: no wait for the first ``free_failures``, then
-  ``first_delay`` doubling to ``max_delay``; at ``disable_after`` the factor is disabled
-  until :meth:`Regulator.unlock` (recovery or an admin). Success resets it (RL-03), never a
-  disable.
+- **Consecutive failures** per account key *and factor* (RL-01, RL-04, RL-09), in the
+  :class:`FailureStore`: a growing wait, then a disable that only :meth:`Regulator.unlock`
+  lifts. Success resets it (RL-03), never a disable.
 - **Address budgets** (``account_ip``, ``ip``, ``subnet``, ``global_failures``) count failed
-  password, TOTP and recovery attempts, in the :class:`Limiter`; when one is spent, attempts
-  from there wait for the window (RL-05). They never lock a victim's account.
-- **Attempt budgets** (``account.<factor>``) count every evaluated attempt, taken at
-  ``check``: they bound bursts that race past the consecutive counter.
-
-**Known devices.** With a verified device id (device.py), the attempt is counted in that
-device's own consecutive counter and attempt budget, and the address budgets are not
-consulted (its failures still feed them). A lock or an address block caused by traffic from
-elsewhere therefore does not stop the user on a browser that logged in before, while a stolen
-device token still meets the full delay and disable schedule. A device whose counter reached
-``disable_after`` is burned: its token then counts as no token at all (``Decision.device`` is
-False, so the HTTP layer can drop the cookie).
-
-**Report-only.** A budget with ``report_only`` (or the delay rule, ``delay_report_only``) is
-counted and reported, never enforced: the decision is allowed, with ``report_only=True`` and
-the reason and wait it would have given. Disabling is never report-only (RL-01).
-
-**Attack mode** (attack.py): every password outcome feeds its detectors; while it is on, or
-for a flagged source, the tighter ``attack.ip``/``attack.subnet`` budgets apply too.
+  guesses in the :class:`Limiter` (RL-05); they never lock a victim's account.
+- **Attempt budgets** (``account.<factor>``) count every evaluated attempt, taken at ``check``.
+- **Known devices** (device.py) have their own counter and attempt budget and skip the address
+  budgets; a device that reaches ``disable_after`` is burned (``Decision.device`` is False).
+- **Report-only** budgets (and ``delay_report_only``) are counted and reported, never
+  enforced. Disabling is never report-only (RL-01).
+- **Attack mode** (attack.py): password outcomes feed its detectors; while it is on, or for a
+  flagged source, the tighter ``attack.ip``/``attack.subnet`` budgets apply too.
 """
 
 from __future__ import annotations
