@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 KNOWN = "P@ssw0rd"  # SHA-1 21BD12DC183F740EE76F27B78EB39C8AD972A757 (the HIBP blog example)
+LISTED = "vermilion kettle sonata 1912"  # on no common list: only the corpus can list it
 
 
 def sekisho(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -38,27 +39,28 @@ def hibp_file(path: Path, passwords: list[str]) -> Path:
 
 def test_import_stats_check(config: Path, tmp_path: Path) -> None:
     """PW-11: an offline file gives a hit for a known hash and a miss for another password."""
-    source = hibp_file(tmp_path / "pwned.txt.gz", [KNOWN, "hunter2", "letmein"])
+    source = hibp_file(tmp_path / "pwned.txt.gz", [KNOWN, "hunter2", LISTED])
     imported = sekisho(config, "breach", "import", "--quiet", str(source))
     assert imported.returncode == 0, imported.stderr
     assert "imported 3 hashes" in imported.stdout
     stats = sekisho(config, "breach", "stats", "--verify")
     assert stats.returncode == 0, stats.stderr
     assert "hashes             3" in stats.stdout and "verified" in stats.stdout
-    found = sekisho(config, "breach", "check", "--password-stdin", stdin=KNOWN + "\n")
-    assert found.returncode == 3
-    assert "FOUND" in found.stdout
+    assert "resident tier" in stats.stdout and "disk tier          12 bytes" in stats.stdout
+    found = sekisho(config, "breach", "check", "--password-stdin", stdin=LISTED + "\n")
+    assert found.returncode == 1
+    assert found.stdout.startswith("breached: seen at least 12 times by the offline corpus")
     fresh = "tangerine orbit quietly 77"
     missing = sekisho(config, "breach", "check", "--password-stdin", stdin=fresh + "\n")
     assert missing.returncode == 0
-    assert "not found" in missing.stdout
-    assert KNOWN not in found.stdout + found.stderr
+    assert missing.stdout.startswith("clean:")
+    assert LISTED not in found.stdout + found.stderr
     assert fresh not in missing.stdout + missing.stderr
 
 
 def test_bad_input_keeps_the_old_corpus(config: Path, tmp_path: Path) -> None:
     """Invariant 7: a malformed line fails the import, names file:line, changes nothing."""
-    good = hibp_file(tmp_path / "good.txt.gz", [KNOWN])
+    good = hibp_file(tmp_path / "good.txt.gz", [KNOWN, LISTED])
     assert sekisho(config, "breach", "import", "--quiet", str(good)).returncode == 0
     bad = tmp_path / "bad.txt"
     bad.write_text("21BD12DC183F740EE76F27B78EB39C8AD972A757:5\r\nNOT-A-HASH:3\r\n")
@@ -67,7 +69,7 @@ def test_bad_input_keeps_the_old_corpus(config: Path, tmp_path: Path) -> None:
     assert "bad.txt:2" in failed.stderr
     assert "NOT-A-HASH" not in failed.stderr
     assert sekisho(config, "breach", "check", "--password-stdin",
-                   stdin=KNOWN + "\n").returncode == 3
+                   stdin=LISTED + "\n").returncode == 1
 
 
 def test_truncated_corpus_refused(config: Path, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,13 +87,22 @@ class Stack:
 
 
     def set_disabled(self, username: str, disabled: bool) -> int:
+        return self._update_user(username, lambda repo, uid: repo.set_disabled(uid, disabled))
+
+    def set_compromised(self, username: str, compromised: bool) -> int:
+        return self._update_user(
+            username, lambda repo, uid: repo.set_compromised(uid, compromised))
+
+    def _update_user(
+        self, username: str, change: Callable[[UserRepository, int], Awaitable[Any]]
+    ) -> int:
         async def go() -> int:
             db = Database.from_url(self.settings.database.url)
             try:
                 repo = UserRepository(db)
                 user = await repo.get_by_username(username)
                 assert user is not None
-                await repo.set_disabled(user.id, disabled)
+                await change(repo, user.id)
                 return user.id
             finally:
                 await db.close()

@@ -75,7 +75,7 @@ def test_breached_login_is_quarantined_until_the_password_changes(bstack: Stack)
         assert page.status_code == 200 and 'data-restriction="change_password"' in page.text
         changed = change_password(c, current=BREACHED, new=NEW_PASSWORD)
         assert changed.status_code == 303
-        assert changed.headers["location"] == "/_sekisho/password?changed=1"
+        assert changed.headers["location"] == "/_sekisho/password?changed=1&ended=0"
         fresh_cookie = session_cookie(changed)
         assert fresh_cookie and fresh_cookie != restricted_cookie  # SE-03: new ID
         proxied = c.get("/wiki/page", headers=HTML)

@@ -62,7 +62,8 @@ def _classify(event: AuditEvent) -> tuple[str, Facts] | None:
             return "authenticator_removed", {"factor": _factor(event, detail)}
         case "authn_password_change":
             return "password_changed", {
-                "sessions_ended": _count(details.get("other_sessions_ended"))}
+                "sessions_ended": _count(details.get("other_sessions_ended")),
+                "sessions_kept": details.get("end_other_sessions") is False}
         case "authn_password_reset":
             return "password_reset", {}
         case "authn_recovery_codes_regenerated":

@@ -41,7 +41,7 @@ _FACTORS = {"totp": ("authenticator app (TOTP)", "認証アプリ（TOTP）"),
             "passkey": ("passkey", "パスキー"), "password": ("password", "パスワード"),
             "recovery": ("recovery codes", "回復コード"), "other": ("sign-in", "サインイン")}
 _FACT_KINDS: dict[str, type] = {"factor": str, "via": str, "replaced": bool, "remaining": int,
-                                "count": int, "sessions_ended": int}
+                                "count": int, "sessions_ended": int, "sessions_kept": bool}
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
              ("Chrome/", "Chrome"), ("Chromium/", "Chromium"), ("Safari/", "Safari"),
              ("curl/", "curl"))
@@ -128,6 +128,9 @@ def _bound_ja(f: Facts) -> tuple[str, str]:
 
 
 def _ended(f: Facts, lang: int) -> str:
+    if f.get("sessions_kept"):  # PW-14: the user chose to stay signed in elsewhere
+        return (" Your other sessions were not signed out.",
+                "他のセッションはサインアウトされていません。")[lang]
     n = int(f.get("sessions_ended", 0))
     if not n:
         return ""

@@ -1,5 +1,8 @@
 """`sekisho breach import|stats|check|report`: the offline corpus, and the accounts caught.
 
+``check`` runs the gateway's check on one password (common list and breach sources), see
+:mod:`sekisho.cli.breach_check`.
+
 ``report`` lists the accounts whose password was found in a breach source or on the common
 list, at login or when a new one was refused (the ``authn_password_breached`` audit events,
 through :func:`sekisho.audit.breach_report.breach_report`, which the admin page calls too).
@@ -9,23 +12,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import getpass
 import json
 import sys
 import time
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
 from sekisho.audit.breach_report import REPORT_FIELDS, BreachCatch, breach_report
 from sekisho.auth.breach import BreachCorpus, BreachError, import_corpus
+from sekisho.cli import breach_check
 from sekisho.cli.lockouts import database, handle, printable, since_from, timestamp
 from sekisho.config import Settings
 from sekisho.store.lockout_export import csv_cell
 
 
 def register(sub: Any) -> None:
-    breach = sub.add_parser("breach", help="the offline breached-password corpus")
+    breach = sub.add_parser("breach", help="breached passwords: the corpus, checks, report")
     cmds = breach.add_subparsers(dest="breach_command", required=True, metavar="COMMAND")
     imp = cmds.add_parser("import", help="build the corpus from HIBP downloader output")
     imp.add_argument("paths", nargs="+", help="SHA1:COUNT files, range directories, or .gz")
@@ -35,9 +37,7 @@ def register(sub: Any) -> None:
     stats = cmds.add_parser("stats", help="what the corpus holds")
     stats.add_argument("--verify", action="store_true", help="check every checksum (slow)")
     stats.set_defaults(func=_stats)
-    check = cmds.add_parser("check", help="is a password in the corpus?")
-    check.add_argument("--password-stdin", action="store_true", help="read one line")
-    check.set_defaults(func=_check)
+    breach_check.register(cmds)
     report = cmds.add_parser("report", help="accounts caught with a breached password")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     when = report.add_mutually_exclusive_group()
@@ -88,7 +88,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
         progress.done()
     print(f"imported {result.count:,} hashes from {result.lines:,} lines "
           f"({result.duplicates:,} duplicates, {result.padding_lines:,} padding lines) "
-          f"in {result.seconds:.1f} s into {target} ({result.file_size:,} bytes); "
+          f"in {result.seconds:.1f} s into {target} ({result.file_size:,} bytes, "
+          f"{result.resident_bytes:,} of them resident); "
           f"false-positive rate {result.false_positive_rate:.2g}")
     return 0
 
@@ -104,30 +105,18 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sekisho: {path}: {exc}", file=sys.stderr)
         return 1
     created = datetime.fromtimestamp(info.created, UTC).isoformat(timespec="seconds")
+    lay = info.layout
     print(f"corpus             {path}\nhashes             {info.count:,}\n"
           f"imported           {created}\n"
+          f"geometry           {lay.bucket_bits}-bit buckets, "
+          f"{lay.fingerprint_bits}-bit fingerprints (format version 2)\n"
+          f"resident tier      {lay.resident_bytes:,} bytes (index and blocks: keep them in "
+          f"the page cache)\n"
+          f"disk tier          {lay.disk_tier_bytes:,} bytes (read by members and "
+          f"{info.resident_pass_rate:.2%} of non-members)\n"
           f"false positives    {info.false_positive_rate:.2g} per non-member\n"
           f"checksums          {'verified' if args.verify else 'header and index checked'}")
     return 0
-
-
-def _check(args: argparse.Namespace, settings: Settings) -> int:
-    """Exit 0 when the password is NOT in the corpus, 3 when it is, 1 on error."""
-    if args.password_stdin:
-        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    else:
-        password = getpass.getpass("Password to check: ")
-    try:
-        with BreachCorpus(settings.breach.corpus_path) as corpus:
-            count = corpus.lookup_password(unicodedata.normalize("NFC", password))
-    except (BreachError, OSError) as exc:
-        print(f"sekisho: {settings.breach.corpus_path}: {exc}", file=sys.stderr)
-        return 1
-    if count is None:
-        print("not found in the breached-password corpus")
-        return 0
-    print(f"FOUND in the breached-password corpus (seen at least {count:,} times)")
-    return 3
 
 
 class _Progress:

@@ -14,6 +14,6 @@ def build_corpus(target: Path, passwords: dict[str, int]) -> Path:
     source.write_text("".join(
         sorted(f"{hashlib.sha1(p.encode()).hexdigest().upper()}:{c}\r\n"
                for p, c in passwords.items())))
-    import_corpus([source], target, bucket_bits=12)
+    import_corpus([source], target)
     source.unlink()
     return target

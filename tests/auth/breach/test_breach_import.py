@@ -15,9 +15,10 @@ from sekisho.auth.breach import (
     extsort,
     import_corpus,
     importer,
+    writer,
 )
 
-BUCKET_GEOMETRIES = [(20, 4), (8, 1), (16, 2), (12, 8)]
+GEOMETRIES = [(20, 24), (8, 0), (16, 8), (12, 16)]  # (bucket_bits, rest_bits)
 
 
 def _assert_corpus_holds(path: Path, hibp: Any, entries: dict[bytes, int]) -> None:
@@ -69,46 +70,46 @@ def test_every_input_shape_gives_the_same_corpus(tmp_path: Path, hibp: Any, shap
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize(("bucket_bits", "remainder_bytes"), BUCKET_GEOMETRIES)
+@pytest.mark.parametrize(("bucket_bits", "rest_bits"), GEOMETRIES)
 def test_range_directory_with_every_geometry(
-    tmp_path: Path, hibp: Any, bucket_bits: int, remainder_bytes: int
+    tmp_path: Path, hibp: Any, bucket_bits: int, rest_bits: int
 ) -> None:
     entries = hibp.entries(3000)
     ranges = hibp.write_ranges(tmp_path / "ranges", entries)
     (ranges / "README.md").write_text("not a range file\n")
     target = tmp_path / "pwned.corpus"
-    import_corpus([ranges], target, bucket_bits=bucket_bits, remainder_bytes=remainder_bytes)
+    import_corpus([ranges], target, bucket_bits=bucket_bits, rest_bits=rest_bits)
     whole = tmp_path / "whole.corpus"
     import_corpus(
         [hibp.write_file(tmp_path / "all.txt", entries)],
         whole,
         bucket_bits=bucket_bits,
-        remainder_bytes=remainder_bytes,
+        rest_bits=rest_bits,
     )
     # Same fingerprints, same bytes apart from the creation time in the header.
     assert target.read_bytes()[4096:] == whole.read_bytes()[4096:]
 
 
-@pytest.mark.parametrize(("bucket_bits", "remainder_bytes"), BUCKET_GEOMETRIES)
+@pytest.mark.parametrize(("bucket_bits", "rest_bits"), GEOMETRIES)
 def test_buckets_spanning_many_small_batches(
     tmp_path: Path,
     hibp: Any,
     monkeypatch: pytest.MonkeyPatch,
     bucket_bits: int,
-    remainder_bytes: int,
+    rest_bits: int,
 ) -> None:
     monkeypatch.setattr(importer, "BATCH", 37)  # batch edges fall inside buckets
+    monkeypatch.setattr(writer, "_MAX_SPAN", 5)  # and sparse writes are split
     entries = hibp.entries(3000, seed=5)
     source = hibp.write_file(tmp_path / "pwned.txt", entries)
     small = tmp_path / "small.corpus"
-    import_corpus(
-        [source], small, bucket_bits=bucket_bits, remainder_bytes=remainder_bytes, block_bytes=1000
-    )
+    import_corpus([source], small, bucket_bits=bucket_bits, rest_bits=rest_bits, block_bytes=1000)
     monkeypatch.setattr(importer, "BATCH", 1 << 16)
+    monkeypatch.setattr(writer, "_MAX_SPAN", 1 << 20)
     big = tmp_path / "big.corpus"
-    import_corpus([source], big, bucket_bits=bucket_bits, remainder_bytes=remainder_bytes)
+    import_corpus([source], big, bucket_bits=bucket_bits, rest_bits=rest_bits)
     assert small.read_bytes()[4096:] == big.read_bytes()[4096:]
-    if bucket_bits + 8 * remainder_bytes >= 40:
+    if bucket_bits + 12 + rest_bits >= 40:
         _assert_corpus_holds(small, hibp, entries)
 
 
@@ -267,6 +268,8 @@ def test_bad_paths_are_refused(tmp_path: Path, hibp: Any) -> None:
         import_corpus([source], tmp_path / "no-such-dir" / "pwned.corpus")
     with pytest.raises(ValueError, match="bucket_bits"):
         import_corpus([source], tmp_path / "pwned.corpus", bucket_bits=10)
+    with pytest.raises(ValueError, match="rest_bits"):
+        import_corpus([source], tmp_path / "pwned.corpus", rest_bits=4)
     assert _leftovers(tmp_path) == []
 
 
@@ -293,3 +296,34 @@ def test_replaced_corpus_keeps_the_file_mode(tmp_path: Path, hibp: Any) -> None:
     target.chmod(0o640)
     import_corpus([source], target)
     assert target.stat().st_mode & 0o777 == 0o640
+
+
+def _one_sub_bucket(n: int) -> dict[bytes, int]:
+    """n distinct hashes that all share their first three hex digits: with 8 bucket bits,
+    one bucket and one sub-bucket."""
+    return {bytes.fromhex(f"ABC{i:05X}" + "0" * 32): 2 for i in range(n)}
+
+
+def test_a_full_sub_bucket_is_fine_and_one_more_hash_is_an_import_error(
+    tmp_path: Path, hibp: Any
+) -> None:
+    target = tmp_path / "pwned.corpus"
+    full = _one_sub_bucket(255)
+    import_corpus([hibp.write_file(tmp_path / "full.txt", full)], target, bucket_bits=8)
+    _assert_corpus_holds(target, hibp, full)
+    before = target.read_bytes()
+    over = hibp.write_file(tmp_path / "over.txt", _one_sub_bucket(256))
+    with pytest.raises(CorpusImportError, match=r"sub-bucket AB:C holds more than 255"):
+        import_corpus([over], target, bucket_bits=8)
+    assert target.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+
+
+def test_an_oversized_bucket_is_refused_before_it_ends(
+    tmp_path: Path, hibp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "BATCH", 512)  # the bucket spans many batches
+    lines = _one_sub_bucket(5000)
+    with pytest.raises(CorpusImportError, match=r"sub-bucket AB:C holds more than 255"):
+        import_corpus([hibp.write_file(tmp_path / "in.txt", lines)], tmp_path / "c")
+    assert _leftovers(tmp_path) == []

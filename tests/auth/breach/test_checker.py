@@ -11,7 +11,7 @@ import pytest
 from tests.auth.breach.corpora import build_corpus
 from tests.auth.breach.fake_range import FakeRange, running_fake_range
 
-from sekisho.auth.breach import CorpusError, decode_count, encode_count
+from sekisho.auth.breach import BreachCorpus, CorpusError, decode_count, encode_count
 from sekisho.auth.breach.checker import EVENT_INTERVAL, BreachChecker, build_policy
 from sekisho.auth.policy import PasswordBreached
 from sekisho.config import validate_settings
@@ -148,8 +148,10 @@ async def test_offline_mode_refuses_to_start_without_a_usable_corpus(tmp_path: P
     with pytest.raises(CorpusError, match="truncated"):
         await check.start()
     build_corpus(path, {OFTEN: 5})
+    with BreachCorpus(path) as corpus:
+        index_offset = corpus.info.layout.index_offset
     data = bytearray(path.read_bytes())
-    data[4096 + 16] ^= 0xFF  # inside the index section
+    data[index_offset + 16] ^= 0xFF  # inside the index section
     path.write_bytes(bytes(data))
     with pytest.raises(CorpusError, match="checksum"):
         await check.start()

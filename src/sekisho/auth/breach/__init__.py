@@ -17,7 +17,7 @@ from sekisho.auth.breach.errors import (
 )
 from sekisho.auth.breach.format import (
     DEFAULT_BUCKET_BITS,
-    DEFAULT_REMAINDER_BYTES,
+    DEFAULT_REST_BITS,
     CorpusInfo,
     decode_count,
     encode_count,
@@ -28,7 +28,7 @@ from sekisho.auth.breach.importer import ImportResult, ProgressCallback, import_
 
 __all__ = [
     "DEFAULT_BUCKET_BITS",
-    "DEFAULT_REMAINDER_BYTES",
+    "DEFAULT_REST_BITS",
     "BreachCorpus",
     "BreachError",
     "CorpusChecksumError",

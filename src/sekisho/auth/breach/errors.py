@@ -7,10 +7,11 @@ is a one-line change.
 
     BreachError
     ├── CorpusError                 this corpus file cannot be used
-    │   ├── CorpusFormatError       not a corpus, unsupported version, inconsistent header
+    │   ├── CorpusFormatError       not a corpus, version 1 or unknown, inconsistent header
     │   ├── CorpusTruncatedError    the file size differs from the one the header records
-    │   └── CorpusChecksumError     verify() found a section whose digest does not match
-    └── CorpusImportError           an import failed; the previous corpus is left in place
+    │   └── CorpusChecksumError     a section digest does not match; a lookup out of range
+    └── CorpusImportError           an import failed (also: a sub-bucket over 255 records);
+        │                           the previous corpus is left in place
         └── InvalidInputLine        a malformed input line (names the file and line number)
 
 Messages never quote input lines: a wrongly chosen input file could hold plain-text passwords.
@@ -33,7 +34,7 @@ class CorpusError(BreachError):
 
 
 class CorpusFormatError(CorpusError):
-    """Not a Sekisho corpus, an unsupported version, or an inconsistent header."""
+    """Not a Sekisho corpus, version 1 (re-import) or unknown, or an inconsistent header."""
 
 
 class CorpusTruncatedError(CorpusError):
@@ -41,7 +42,8 @@ class CorpusTruncatedError(CorpusError):
 
 
 class CorpusChecksumError(CorpusError):
-    """A section's BLAKE2b digest does not match the header: the file is corrupted."""
+    """A section's BLAKE2b digest does not match the header, or a lookup read out of range:
+    the file is corrupted."""
 
 
 class CorpusImportError(BreachError):

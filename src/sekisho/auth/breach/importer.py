@@ -22,13 +22,22 @@ from sekisho.auth.breach.corpus import BreachCorpus
 from sekisho.auth.breach.errors import CorpusError, CorpusImportError
 from sekisho.auth.breach.extsort import BATCH, DEFAULT_RUN_RECORDS, RunSorter
 from sekisho.auth.breach.format import (
-    DEFAULT_BUCKET_BITS,
-    DEFAULT_REMAINDER_BYTES,
+    DEFAULT_REST_BITS,
+    SUB_BITS,
+    TAG_BITS,
+    Layout,
+    bucket_bits_for,
     check_parameters,
     false_positive_rate,
 )
 from sekisho.auth.breach.lines import LineFormat, parse_block
-from sekisho.auth.breach.sources import BLOCK_BYTES, Source, collect_sources, read_blocks
+from sekisho.auth.breach.sources import (
+    BLOCK_BYTES,
+    Source,
+    collect_sources,
+    estimate_hashes,
+    read_blocks,
+)
 from sekisho.auth.breach.writer import CorpusWriter, InputNotSorted
 
 ProgressCallback = Callable[[int, int], None]
@@ -48,10 +57,17 @@ class ImportResult:
     file_size: int
     seconds: float
     fingerprint_bits: int
+    resident_bits: int  # bucket, sub-bucket and tag: what the resident tier holds
+    resident_bytes: int  # index and blocks: what should stay in the page cache
 
     @property
     def false_positive_rate(self) -> float:
         return false_positive_rate(self.count, self.fingerprint_bits)
+
+    @property
+    def resident_pass_rate(self) -> float:
+        """Share of random non-members that get past the resident tier to the disk tier."""
+        return false_positive_rate(self.count, self.resident_bits)
 
 
 class _Progress:
@@ -87,8 +103,8 @@ def import_corpus(
     paths: Sequence[str | os.PathLike[str]],
     target: str | os.PathLike[str],
     *,
-    bucket_bits: int = DEFAULT_BUCKET_BITS,
-    remainder_bytes: int = DEFAULT_REMAINDER_BYTES,
+    bucket_bits: int | None = None,
+    rest_bits: int = DEFAULT_REST_BITS,
     on_progress: ProgressCallback | None = None,
     run_records: int = DEFAULT_RUN_RECORDS,
     tmp_dir: str | os.PathLike[str] | None = None,
@@ -96,18 +112,25 @@ def import_corpus(
 ) -> ImportResult:
     """Import ``paths`` (files, range directories, gzip) into the corpus file ``target``.
 
-    ``tmp_dir`` holds external-sort runs (default: beside the target; up to ~8 bytes per
-    hash when the input is unsorted). Raises CorpusImportError (InvalidInputLine for a bad
-    line); the previous ``target`` is then left untouched.
+    ``bucket_bits`` and ``rest_bits`` set the geometry (docs/breach-corpus.md). By default
+    the bucket bits follow the input's size (``bucket_bits_for``): 24 for the full HIBP
+    corpus, fewer for a small one so that its resident tier stays proportional to it.
+    ``tmp_dir`` holds external-sort runs (default: beside the target; 9 bytes per hash when
+    the input is unsorted). Raises CorpusImportError (InvalidInputLine for a bad line); the
+    previous ``target`` is then left untouched.
     """
-    check_parameters(bucket_bits=bucket_bits, remainder_bytes=remainder_bytes)
+    if bucket_bits is not None:
+        check_parameters(bucket_bits=bucket_bits, rest_bits=rest_bits)
     target = Path(target)
     if target.is_dir():
         raise CorpusImportError(f"{target}: the corpus path is a directory")
     sources = collect_sources(paths)
+    if bucket_bits is None:
+        bucket_bits = bucket_bits_for(estimate_hashes(sources))
+    check_parameters(bucket_bits=bucket_bits, rest_bits=rest_bits)
     started = time.monotonic()
     progress = _Progress(on_progress, sum(s.size for s in sources))
-    build = _Build(sources, target, bucket_bits, remainder_bytes, block_bytes, progress)
+    build = _Build(sources, target, bucket_bits, rest_bits, block_bytes, progress)
     sorter: RunSorter | None = None
     try:
         counts = build.run(None)
@@ -127,21 +150,21 @@ class _Build:
         sources: list[Source],
         target: Path,
         bucket_bits: int,
-        remainder_bytes: int,
+        rest_bits: int,
         block_bytes: int,
         progress: _Progress,
     ) -> None:
         self._sources, self._target = sources, target
-        self._bucket_bits, self._rem_bytes = bucket_bits, remainder_bytes
+        self._bucket_bits, self._rest_bits = bucket_bits, rest_bits
         self._block_bytes, self._progress = block_bytes, progress
         self._input_size = sum(source.size for source in sources)
-        self.fp_hex = bucket_bits // 4 + 2 * remainder_bytes
+        self.fp_hex = (bucket_bits + SUB_BITS + TAG_BITS + rest_bits) // 4
         self.count = 0
 
     def run(self, sorter: RunSorter | None) -> _Counts:
         try:
             writer = CorpusWriter(
-                self._target, bucket_bits=self._bucket_bits, remainder_bytes=self._rem_bytes
+                self._target, bucket_bits=self._bucket_bits, rest_bits=self._rest_bits
             )
         except OSError as exc:
             raise CorpusImportError(f"{self._target}: cannot create: {exc.strerror}") from exc
@@ -166,6 +189,7 @@ class _Build:
         return counts
 
     def result(self, counts: _Counts, sorter: RunSorter | None, seconds: float) -> ImportResult:
+        layout = Layout(self._bucket_bits, self._rest_bits, self.count)
         return ImportResult(
             path=self._target,
             count=self.count,
@@ -176,7 +200,9 @@ class _Build:
             runs=sorter.runs_written if sorter else 0,
             file_size=self._target.stat().st_size,
             seconds=seconds,
-            fingerprint_bits=self._bucket_bits + 8 * self._rem_bytes,
+            fingerprint_bits=layout.fingerprint_bits,
+            resident_bits=layout.resident_bits,
+            resident_bytes=layout.resident_bytes,
         )
 
     def _read_all(self, sink: Sink) -> _Counts:

@@ -19,6 +19,7 @@ from sekisho.auth.breach.errors import CorpusImportError, InvalidInputLine
 
 BLOCK_BYTES = 4 << 20
 _MAX_LINE = 1 << 16
+_GZIP_LINE = 16
 _BOM = b"\xef\xbb\xbf"
 _RANGE_NAME = re.compile(r"([0-9A-Fa-f]{5})(?:\.txt)?(?:\.gz)?")
 
@@ -69,6 +70,19 @@ def _range_dir(path: Path) -> list[Source]:
         raise CorpusImportError(f"{path}: no range files (named like 21BD1.txt) in directory")
     entries.sort(key=lambda s: (s.prefix or b"", s.path))
     return entries
+
+
+def estimate_hashes(sources: Sequence[Source]) -> int:
+    """About how many hash lines ``sources`` hold, from their sizes alone.
+
+    An upper bound for plain text (the shortest line is ``SUFFIX:1``, 38 bytes, or
+    ``SHA1:1``, 43); for gzip, HIBP's hex lines take about 16-22 bytes each.
+    """
+    total = 0
+    for source in sources:
+        per_line = _GZIP_LINE if source.gzipped else 38 if source.prefix else 43
+        total += source.size // per_line
+    return total
 
 
 class Block(NamedTuple):
