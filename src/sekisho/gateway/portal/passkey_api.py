@@ -24,12 +24,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sekisho.auth.mfa.errors import DuplicateCredential, InvalidName, MfaError
-from sekisho.auth.sessions import token_key
+from sekisho.auth.sessions import Session, token_key
 from sekisho.gateway.portal.attempts import Attempt
 from sekisho.gateway.portal.mfa_base import CSRF_HEADER, MfaBase
 from sekisho.gateway.portal.mfa_enrol import Enroller, MfaEnrol
 from sekisho.gateway.portal.mfa_login import MfaLogin
 from sekisho.gateway.portal.self_unlock import self_unlock
+from sekisho.store.users import User
 
 
 def as_json(redirect: Response) -> JSONResponse:
@@ -117,16 +118,10 @@ class PasskeyApi(MfaBase):
     async def mfa_options(self, request: Request) -> Response:
         """POST /webauthn/mfa/options: a challenge for the pending session's user."""
         await self.read_json(request)
-        session = await self.pending(request)
-        if session is None:
-            return self.json_error(request, "session_expired", 401,
-                                   redirect=f"{self.prefix}/login")
-        if not self.csrf_ok(request.headers.get(CSRF_HEADER), session, path="webauthn/mfa"):
-            return self.json_error(request, "csrf", 403)
-        user = await self.user_of(session)
-        if user is None:
-            return self.json_error(request, "session_expired", 401,
-                                   redirect=f"{self.prefix}/login")
+        found = await self._pending_user(request)
+        if isinstance(found, Response):
+            return found
+        session, user = found
         refused = await self._budget(request, session.username)
         if refused is not None:
             return refused
@@ -136,16 +131,10 @@ class PasskeyApi(MfaBase):
     async def mfa_verify(self, request: Request) -> Response:
         """POST /webauthn/mfa/verify: the assertion completes the login (LF-06)."""
         data = await self.read_json(request)
-        session = await self.pending(request)
-        if session is None:
-            return self.json_error(request, "session_expired", 401,
-                                   redirect=f"{self.prefix}/login")
-        if not self.csrf_ok(request.headers.get(CSRF_HEADER), session, path="webauthn/mfa"):
-            return self.json_error(request, "csrf", 403)
-        user = await self.user_of(session)
-        if user is None:
-            return self.json_error(request, "session_expired", 401,
-                                   redirect=f"{self.prefix}/login")
+        found = await self._pending_user(request)
+        if isinstance(found, Response):
+            return found
+        session, user = found
         try:
             owner = await self.mfa.passkey_authenticate(
                 binding=session.key, response_json=_credential(data), user=user,
@@ -159,6 +148,19 @@ class PasskeyApi(MfaBase):
         next_url = self.next_url(str(data.get("next") or ""))
         return as_json(await self.login.complete(
             request, session, user, amr=("pwd", "hwk"), next_url=next_url))
+
+    async def _pending_user(self, request: Request) -> tuple[Session, User] | Response:
+        """The pending session (LF-06) and its user for the second-factor calls, or the
+        error to answer: an expired session, or a bad CSRF header."""
+        session = await self.pending(request)
+        if session is not None and not self.csrf_ok(
+                request.headers.get(CSRF_HEADER), session, path="webauthn/mfa"):
+            return self.json_error(request, "csrf", 403)
+        user = None if session is None else await self.user_of(session)
+        if session is None or user is None:
+            return self.json_error(request, "session_expired", 401,
+                                   redirect=f"{self.prefix}/login")
+        return session, user
 
     # -- registration ---------------------------------------------------------------------
 
